@@ -1,0 +1,390 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
+)
+
+// HeaderSeq carries a write's sequence number on every write reply.
+const HeaderSeq = "X-DBaaS-Seq"
+
+// headerDeadline must match worker.HeaderDeadline (the worker package is
+// not imported here: the orchestrator never links database code).
+const headerDeadline = "x-deadline-ms"
+
+// Handler returns the HTTP API.
+func (o *Orchestrator) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+				allow = append(allow, m)
+			}
+		}
+		for _, m := range allow {
+			w.Header().Add("Allow", m)
+		}
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path))
+	})
+	r.Post("/api/v1/db/write", o.handleWrite)
+	r.Post("/api/v1/db/read", o.handleRead)
+	r.Post("/api/v1/db/clear", o.handleClear)
+	r.Post("/api/v1/crash/master", o.handleCrashMaster)
+	r.Post("/api/v1/crash/slave", o.handleCrashSlave)
+	r.Get("/api/v1/worker/list", o.handleWorkerList)
+	r.Get("/api/v1/workers", o.handleWorkers)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	r.Get("/readyz", o.handleReady)
+	return r
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = 500, []byte(`{"error":"encoding the reply failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// decodeBody reads at most max bytes and decodes them strictly into v.
+func decodeBody(w http.ResponseWriter, r *http.Request, max int64, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", max))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te) && te.Field != "":
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("field %q must be %s, not %s", te.Field, te.Type, te.Value))
+		case errors.Is(err, io.EOF):
+			writeError(w, http.StatusBadRequest, "empty body: a JSON object is required")
+		default:
+			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		}
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "malformed JSON: data after the object")
+		return false
+	}
+	return true
+}
+
+type writeBody struct {
+	Op     *string         `json:"op"`
+	Params json.RawMessage `json:"params"`
+	ID     string          `json:"id"`
+}
+
+type readBody struct {
+	Op          *string         `json:"op"`
+	Params      json.RawMessage `json:"params"`
+	MinSeq      *int64          `json:"min_seq"`
+	Consistency string          `json:"consistency"`
+}
+
+// validParams accepts an absent params or a JSON object.
+func validParams(p json.RawMessage) (json.RawMessage, string) {
+	t := bytes.TrimSpace(p)
+	if len(t) == 0 || string(t) == "null" {
+		return json.RawMessage("{}"), ""
+	}
+	if t[0] != '{' {
+		return nil, `"params" must be a JSON object`
+	}
+	return t, ""
+}
+
+func validOp(op *string) string {
+	switch {
+	case op == nil:
+		return `"op" is required`
+	case *op == "":
+		return `"op" must not be empty`
+	case len(*op) > 128:
+		return `"op" is longer than 128 bytes`
+	}
+	return ""
+}
+
+func (o *Orchestrator) handleWrite(w http.ResponseWriter, r *http.Request) {
+	var b writeBody
+	if !decodeBody(w, r, o.opts.MaxBody, &b) {
+		return
+	}
+	if msg := validOp(b.Op); msg != "" {
+		writeError(w, 400, msg)
+		return
+	}
+	params, msg := validParams(b.Params)
+	if msg != "" {
+		writeError(w, 400, msg)
+		return
+	}
+	if len(b.ID) > 128 {
+		writeError(w, 400, `"id" is longer than 128 bytes`)
+		return
+	}
+	if b.ID == "" {
+		b.ID = uuid.NewString()
+	}
+	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: b.ID, Op: *b.Op, Params: params}, nil)
+}
+
+func (o *Orchestrator) handleClear(w http.ResponseWriter, r *http.Request) {
+	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: uuid.NewString(), Op: "db.clear", Params: json.RawMessage("{}")}, struct{}{})
+}
+
+// forwardWrite publishes a write and relays the master's reply. With
+// override set, a success answers override instead of the reply body.
+func (o *Orchestrator) forwardWrite(w http.ResponseWriter, ctx context.Context, req wire.WriteRequest, override any) {
+	ctx, cancel := context.WithTimeout(ctx, o.opts.WriteTimeout)
+	defer cancel()
+	body, _ := json.Marshal(req)
+	d, err := o.caller.Call(ctx, mq.Message{Key: o.names.WriteQ, Type: wire.TypeWrite, Body: body, Persistent: true})
+	if err != nil {
+		o.unavailable(w, "write", err)
+		return
+	}
+	rep, ok := o.decodeReply(w, d)
+	if !ok {
+		return
+	}
+	if rep.Seq > 0 {
+		for {
+			cur := o.ackedSeq.Load()
+			if rep.Seq <= cur || o.ackedSeq.CompareAndSwap(cur, rep.Seq) {
+				break
+			}
+		}
+		w.Header().Set(HeaderSeq, strconv.FormatUint(rep.Seq, 10))
+	}
+	if rep.Status == 200 && override != nil {
+		writeJSON(w, 200, override)
+		return
+	}
+	relay(w, rep)
+}
+
+func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
+	o.scaler.countRead() // every db/read call counts, valid or not
+	var b readBody
+	if !decodeBody(w, r, o.opts.MaxBody, &b) {
+		return
+	}
+	if msg := validOp(b.Op); msg != "" {
+		writeError(w, 400, msg)
+		return
+	}
+	params, msg := validParams(b.Params)
+	if msg != "" {
+		writeError(w, 400, msg)
+		return
+	}
+	var minSeq uint64
+	if b.MinSeq != nil {
+		if *b.MinSeq < 0 {
+			writeError(w, 400, `"min_seq" must not be negative`)
+			return
+		}
+		minSeq = uint64(*b.MinSeq)
+	}
+	switch b.Consistency {
+	case "", "strong":
+		minSeq = max(minSeq, o.ackedSeq.Load())
+	case "session":
+	default:
+		writeError(w, 400, `"consistency" must be "strong" or "session"`)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), o.opts.ReadTimeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	body, _ := json.Marshal(wire.ReadRequest{Op: *b.Op, Params: params, MinSeq: minSeq})
+	d, err := o.callRead(ctx, body, deadline)
+	if err != nil {
+		o.unavailable(w, "read", err)
+		return
+	}
+	if rep, ok := o.decodeReply(w, d); ok {
+		relay(w, rep)
+	}
+}
+
+// callRead publishes a read whose message expires with its deadline, so a
+// read nobody took in time is dropped by RabbitMQ rather than answered late.
+func (o *Orchestrator) callRead(ctx context.Context, body []byte, deadline time.Time) (amqp.Delivery, error) {
+	return o.caller.Call(ctx, mq.Message{Key: o.names.ReadQ, Type: wire.TypeRead, Body: body,
+		Expiration: time.Until(deadline),
+		Headers:    amqp.Table{headerDeadline: deadline.UnixMilli()}})
+}
+
+func (o *Orchestrator) unavailable(w http.ResponseWriter, what string, err error) {
+	switch {
+	case errors.Is(err, mq.ErrUnavailable):
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s failed: RabbitMQ is unreachable (%v)", what, err))
+	case errors.Is(err, context.DeadlineExceeded):
+		who := "master"
+		if what == "read" {
+			who = "slave"
+		}
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s failed: no %s answered in time", what, who))
+	default:
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s failed: %v", what, err))
+	}
+}
+
+func (o *Orchestrator) decodeReply(w http.ResponseWriter, d amqp.Delivery) (*wire.Reply, bool) {
+	var rep wire.Reply
+	if err := json.Unmarshal(d.Body, &rep); err != nil || rep.Status == 0 {
+		writeError(w, http.StatusBadGateway, "worker sent an unreadable reply")
+		return nil, false
+	}
+	return &rep, true
+}
+
+// relay turns a worker reply into the HTTP answer.
+func relay(w http.ResponseWriter, rep *wire.Reply) {
+	if rep.Status == 200 {
+		result := rep.Result
+		if len(result) == 0 {
+			result = json.RawMessage("{}")
+		}
+		writeJSON(w, 200, struct {
+			Seq    uint64          `json:"seq"`
+			Result json.RawMessage `json:"result"`
+		}{rep.Seq, result})
+		return
+	}
+	out := map[string]any{"error": rep.Error}
+	if rep.Code != "" {
+		out["code"] = rep.Code
+	}
+	if rep.Seq > 0 {
+		out["seq"] = rep.Seq
+	}
+	if rep.Handler != "" {
+		out["handler"] = rep.Handler
+	}
+	writeJSON(w, rep.Status, out)
+}
+
+func (o *Orchestrator) handleCrashMaster(w http.ResponseWriter, r *http.Request) {
+	rec, _, exists, err := o.cluster.readMaster()
+	if err != nil {
+		writeError(w, 503, "reading the master record: "+err.Error())
+		return
+	}
+	insts, err := o.rt.List(r.Context())
+	if err != nil {
+		writeError(w, 503, "listing workers: "+err.Error())
+		return
+	}
+	for _, in := range insts {
+		if exists && in.ID == rec.ID {
+			o.kill(w, r, in)
+			return
+		}
+	}
+	writeError(w, http.StatusConflict, "there is no live master to crash right now")
+}
+
+func (o *Orchestrator) handleCrashSlave(w http.ResponseWriter, r *http.Request) {
+	rec, _, _, err := o.cluster.readMaster()
+	if err != nil {
+		writeError(w, 503, "reading the master record: "+err.Error())
+		return
+	}
+	insts, err := o.rt.List(r.Context())
+	if err != nil {
+		writeError(w, 503, "listing workers: "+err.Error())
+		return
+	}
+	var victim *Instance
+	for i, in := range insts {
+		if in.ID != rec.ID && (victim == nil || in.PID > victim.PID) {
+			victim = &insts[i]
+		}
+	}
+	if victim == nil {
+		writeError(w, http.StatusConflict, "there is no slave to crash right now")
+		return
+	}
+	o.kill(w, r, *victim)
+}
+
+func (o *Orchestrator) kill(w http.ResponseWriter, r *http.Request, in Instance) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := o.rt.Kill(ctx, in.ID); err != nil {
+		writeError(w, 503, fmt.Sprintf("killing worker %s: %v", in.ID, err))
+		return
+	}
+	o.log.Info("crashed worker on request", "id", in.ID, "pid", in.PID)
+	o.cluster.poke()
+	writeJSON(w, 200, []int{in.PID})
+}
+
+func (o *Orchestrator) handleWorkerList(w http.ResponseWriter, r *http.Request) {
+	insts, err := o.rt.List(r.Context())
+	if err != nil {
+		writeError(w, 503, "listing workers: "+err.Error())
+		return
+	}
+	pids := make([]int, 0, len(insts))
+	for _, in := range insts {
+		pids = append(pids, in.PID)
+	}
+	sort.Ints(pids)
+	writeJSON(w, 200, pids)
+}
+
+func (o *Orchestrator) handleWorkers(w http.ResponseWriter, _ *http.Request) {
+	view, _, _ := o.cluster.snapshot()
+	writeJSON(w, 200, view)
+}
+
+func (o *Orchestrator) handleReady(w http.ResponseWriter, _ *http.Request) {
+	_, master, ready := o.cluster.snapshot()
+	switch {
+	case !o.caller.Connected():
+		writeError(w, 503, "not connected to RabbitMQ")
+	case !ready:
+		writeError(w, 503, "no master is ready yet")
+	default:
+		writeJSON(w, 200, map[string]string{"status": "ready", "master": master})
+	}
+}

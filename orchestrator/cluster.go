@@ -1,0 +1,399 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/google/uuid"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
+	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
+)
+
+// cluster keeps the workers in the shape the orchestrator wants: one
+// master, the desired number of slaves. It is level-triggered: every
+// change (a znode event, a worker exit, a new desired count, a timer)
+// triggers one reconcile pass that compares what ZooKeeper and the runtime
+// say with what should be, so a missed or doubled event changes nothing.
+type cluster struct {
+	o       *Orchestrator
+	zks     *zkutil.Session
+	log     *slog.Logger
+	trigger chan struct{}
+
+	mu       sync.Mutex
+	desired  int
+	view     []WorkerView
+	masterID string
+	ready    bool
+	stopping map[string]bool // stopped on purpose, not to be replaced or counted
+	// starts remembers when each worker was started, to back off when
+	// workers die right after starting (a broken binary must not spin).
+	starts       map[string]time.Time
+	backoff      time.Duration
+	backoffUntil time.Time
+}
+
+// WorkerView is one worker as the API shows it.
+type WorkerView struct {
+	ID      string `json:"id"`
+	PID     int    `json:"pid"`
+	Role    string `json:"role"`
+	State   string `json:"state"`
+	Applied uint64 `json:"applied_seq"`
+	Epoch   uint64 `json:"epoch"`
+}
+
+func newCluster(o *Orchestrator, zks *zkutil.Session) *cluster {
+	return &cluster{
+		o: o, zks: zks, log: o.log.With("subsystem", "cluster"),
+		trigger:  make(chan struct{}, 1),
+		desired:  o.opts.Scale.MinSlaves,
+		stopping: map[string]bool{},
+		starts:   map[string]time.Time{},
+	}
+}
+
+func (c *cluster) poke() { signalChan(c.trigger) }
+
+func signalChan(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (c *cluster) setDesired(n int) {
+	c.mu.Lock()
+	changed := c.desired != n
+	c.desired = n
+	c.mu.Unlock()
+	if changed {
+		c.log.Info("desired slaves changed", "slaves", n)
+		c.poke()
+	}
+}
+
+func (c *cluster) run(ctx context.Context) error {
+	if err := c.zks.WaitSession(ctx, c.o.opts.ZKServers); err != nil {
+		return nil
+	}
+	for {
+		err := zkutil.EnsurePath(c.zks.Conn, wire.WorkersPath(c.o.opts.ZKRoot))
+		if err == nil {
+			break
+		}
+		c.log.Warn("cannot create zookeeper paths; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	go c.watchChildren(ctx)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case id := <-c.o.rt.Exits():
+				c.noteExit(id)
+				c.poke()
+			}
+		}
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if err := c.reconcile(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("reconcile failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.trigger:
+		case <-tick.C:
+		}
+	}
+}
+
+// watchChildren re-arms a children watch on the workers path after every
+// event (ZooKeeper watches fire once) and pokes the reconciler.
+func (c *cluster) watchChildren(ctx context.Context) {
+	path := wire.WorkersPath(c.o.opts.ZKRoot)
+	for ctx.Err() == nil {
+		if !c.zks.HasSession() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.zks.Changed():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		_, _, ev, err := c.zks.Conn.ChildrenW(path)
+		if err != nil {
+			c.log.Warn("watch workers failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		c.poke()
+		select {
+		case <-ctx.Done():
+			return
+		case <-ev:
+		case <-c.zks.Changed():
+		}
+	}
+}
+
+func (c *cluster) noteExit(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at, ok := c.starts[id]; ok && time.Since(at) < 3*time.Second && !c.stopping[id] {
+		c.backoff = min(max(c.backoff*2, 500*time.Millisecond), 10*time.Second)
+		c.backoffUntil = time.Now().Add(c.backoff)
+		c.log.Warn("worker died right after starting; backing off", "id", id, "backoff", c.backoff)
+	}
+	delete(c.starts, id)
+}
+
+func (c *cluster) readWorkers() (map[string]wire.WorkerInfo, error) {
+	path := wire.WorkersPath(c.o.opts.ZKRoot)
+	names, _, err := c.zks.Conn.Children(path)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", path, err)
+	}
+	out := make(map[string]wire.WorkerInfo, len(names))
+	for _, n := range names {
+		data, _, err := c.zks.Conn.Get(path + "/" + n)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read worker %s: %w", n, err)
+		}
+		var info wire.WorkerInfo
+		if err := json.Unmarshal(data, &info); err != nil {
+			c.log.Warn("ignoring unreadable worker znode", "node", n, "err", err)
+			continue
+		}
+		out[n] = info
+	}
+	return out, nil
+}
+
+func (c *cluster) readMaster() (wire.MasterRecord, int32, bool, error) {
+	data, st, err := c.zks.Conn.Get(wire.MasterPath(c.o.opts.ZKRoot))
+	if errors.Is(err, zk.ErrNoNode) {
+		return wire.MasterRecord{}, 0, false, nil
+	}
+	if err != nil {
+		return wire.MasterRecord{}, 0, false, fmt.Errorf("read master record: %w", err)
+	}
+	var rec wire.MasterRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return wire.MasterRecord{}, 0, false, fmt.Errorf("decode master record: %w", err)
+	}
+	return rec, st.Version, true, nil
+}
+
+// reconcile is one level-triggered pass.
+func (c *cluster) reconcile(ctx context.Context) error {
+	if !c.zks.HasSession() {
+		return errors.New("no zookeeper session")
+	}
+	insts, err := c.o.rt.List(ctx)
+	if err != nil {
+		return fmt.Errorf("runtime list: %w", err)
+	}
+	alive := make(map[string]int, len(insts))
+	for _, in := range insts {
+		alive[in.ID] = in.PID
+	}
+	zkw, err := c.readWorkers()
+	if err != nil {
+		return err
+	}
+	rec, version, exists, err := c.readMaster()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	for id := range c.stopping {
+		if _, ok := alive[id]; !ok {
+			delete(c.stopping, id)
+		}
+	}
+	c.mu.Unlock()
+
+	// 1. The master.
+	_, masterAlive := alive[rec.ID]
+	_, masterRegistered := zkw[rec.ID]
+	if exists && masterAlive && !masterRegistered {
+		// Alive but its znode is gone: its ZooKeeper session expired. It may
+		// still hold a RabbitMQ connection, so kill it before electing
+		// another (it would also fence itself at its next commit).
+		c.log.Warn("master lost its zookeeper session; killing it before electing", "id", rec.ID)
+		if err := c.o.rt.Kill(ctx, rec.ID); err != nil && !errors.Is(err, ErrNoSuchWorker) {
+			return fmt.Errorf("kill unregistered master: %w", err)
+		}
+		delete(alive, rec.ID)
+		masterAlive = false
+	}
+	masterID := ""
+	if exists && masterAlive {
+		masterID = rec.ID
+	} else {
+		id, err := c.elect(rec, version, exists, alive, zkw)
+		if err != nil {
+			return err
+		}
+		masterID = id
+	}
+
+	// 2. The slaves.
+	c.mu.Lock()
+	desired := c.desired
+	var slaves []Instance
+	for id, pid := range alive {
+		if id != masterID && !c.stopping[id] {
+			slaves = append(slaves, Instance{ID: id, PID: pid})
+		}
+	}
+	wait := time.Until(c.backoffUntil)
+	c.mu.Unlock()
+	if masterID == "" {
+		// No master yet (cold start, or an election waiting for a ready
+		// slave): one of the workers will become master.
+		desired++
+	}
+	switch {
+	case len(slaves) < desired && wait > 0:
+		go func() { time.Sleep(wait); c.poke() }()
+	case len(slaves) < desired:
+		for range desired - len(slaves) {
+			id := "w-" + uuid.NewString()[:8]
+			c.mu.Lock()
+			c.starts[id] = time.Now()
+			c.mu.Unlock()
+			in, err := c.o.rt.Start(ctx, id)
+			if err != nil {
+				c.mu.Lock()
+				delete(c.starts, id)
+				c.backoff = min(max(c.backoff*2, 500*time.Millisecond), 10*time.Second)
+				c.backoffUntil = time.Now().Add(c.backoff)
+				c.mu.Unlock()
+				return fmt.Errorf("start worker: %w", err)
+			}
+			alive[in.ID] = in.PID
+		}
+	case len(slaves) > desired:
+		// Scale in: remove the slaves with the highest pids.
+		sort.Slice(slaves, func(i, j int) bool { return slaves[i].PID > slaves[j].PID })
+		for _, s := range slaves[:len(slaves)-desired] {
+			c.mu.Lock()
+			c.stopping[s.ID] = true
+			c.mu.Unlock()
+			c.log.Info("scaling in: stopping slave", "id", s.ID, "pid", s.PID)
+			go func(id string) {
+				sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := c.o.rt.Stop(sctx, id); err != nil && !errors.Is(err, ErrNoSuchWorker) {
+					c.log.Warn("stop slave", "id", id, "err", err)
+				}
+				c.poke()
+			}(s.ID)
+		}
+	}
+	if len(slaves) >= desired {
+		c.mu.Lock()
+		c.backoff = 0
+		c.mu.Unlock()
+	}
+
+	// 3. The view the API serves.
+	view := make([]WorkerView, 0, len(alive))
+	ready := false
+	for id, pid := range alive {
+		v := WorkerView{ID: id, PID: pid, Role: wire.RoleSlave, State: "starting"}
+		if info, ok := zkw[id]; ok {
+			v.Role, v.State, v.Applied, v.Epoch = info.Role, info.State, info.Applied, info.Epoch
+			if id == masterID && info.Role == wire.RoleMaster && info.State == wire.StateReady {
+				ready = true
+			}
+		}
+		view = append(view, v)
+	}
+	sort.Slice(view, func(i, j int) bool { return view[i].PID < view[j].PID })
+	c.mu.Lock()
+	c.view, c.masterID, c.ready = view, masterID, ready
+	c.mu.Unlock()
+	return nil
+}
+
+// elect picks the live, ready slave that has applied the most writes (ties:
+// the lowest pid) and names it master of the next epoch with a
+// compare-and-set on the master record. It returns "" when no worker can
+// be elected yet.
+func (c *cluster) elect(rec wire.MasterRecord, version int32, exists bool, alive map[string]int, zkw map[string]wire.WorkerInfo) (string, error) {
+	var best *wire.WorkerInfo
+	bestPID := 0
+	for id, info := range zkw {
+		pid, ok := alive[id]
+		if !ok || info.State != wire.StateReady || info.Role != wire.RoleSlave {
+			continue
+		}
+		if best == nil || info.Applied > best.Applied || (info.Applied == best.Applied && pid < bestPID) {
+			i := info
+			best, bestPID = &i, pid
+		}
+	}
+	if best == nil {
+		if exists && len(alive) == 0 {
+			c.log.Error("every worker is gone; the data they held is lost. Starting a new cluster from empty databases",
+				"old_master", rec.ID, "epoch", rec.Epoch)
+			if err := c.zks.Conn.Delete(wire.MasterPath(c.o.opts.ZKRoot), version); err != nil && !errors.Is(err, zk.ErrNoNode) {
+				return "", fmt.Errorf("reset master record: %w", err)
+			}
+		}
+		return "", nil
+	}
+	next := wire.MasterRecord{ID: best.ID, Epoch: rec.Epoch + 1}
+	data, _ := json.Marshal(next)
+	path := wire.MasterPath(c.o.opts.ZKRoot)
+	var err error
+	if exists {
+		_, err = c.zks.Conn.Set(path, data, version)
+	} else {
+		_, err = c.zks.Conn.Create(path, data, 0, zk.WorldACL(zk.PermAll))
+	}
+	if err != nil {
+		return "", fmt.Errorf("write master record: %w", err)
+	}
+	candidates := make([]string, 0, len(zkw))
+	for id, info := range zkw {
+		candidates = append(candidates, fmt.Sprintf("%s(pid %d, seq %d, %s)", id, alive[id], info.Applied, info.State))
+	}
+	slices.Sort(candidates)
+	c.log.Info("elected master", "id", best.ID, "pid", bestPID, "applied_seq", best.Applied, "epoch", next.Epoch, "previous", rec.ID, "candidates", candidates)
+	return best.ID, nil
+}
+
+// snapshot returns the API view.
+func (c *cluster) snapshot() (view []WorkerView, masterID string, ready bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.view), c.masterID, c.ready
+}

@@ -1,0 +1,202 @@
+// Package orchestrator is the DBaaS front door. It serves the HTTP API
+// (db/read, db/write, db/clear, crash/*, worker/list), publishes requests to
+// RabbitMQ and waits for the workers' replies, watches the workers in
+// ZooKeeper, elects masters, replaces dead workers and autoscales slaves.
+// It never opens a database. Workers are started, listed and killed through
+// a Runtime.
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
+)
+
+// Options configure an Orchestrator.
+type Options struct {
+	Listen       string // HTTP address, e.g. 127.0.0.1:8000
+	AMQPURL      string
+	ZKServers    []string
+	ZKRoot       string
+	ZKTimeout    time.Duration
+	QueuePrefix  string
+	Runtime      Runtime
+	Logger       *slog.Logger
+	WriteTimeout time.Duration // how long db/write waits for the master
+	ReadTimeout  time.Duration // how long db/read waits for a slave
+	MaxBody      int64
+	Scale        ScaleOptions
+	// KeepWorkers leaves workers running when the orchestrator stops.
+	KeepWorkers bool
+}
+
+// ScaleOptions are the autoscaler's settings (guarantee 8).
+type ScaleOptions struct {
+	Window        time.Duration // default 2 minutes
+	ReadsPerSlave int           // default 20
+	MinSlaves     int           // default 1
+	MaxSlaves     int           // default 8
+}
+
+func (o *Options) defaults() {
+	if o.ZKRoot == "" {
+		o.ZKRoot = "/rideshare"
+	}
+	if o.ZKTimeout == 0 {
+		o.ZKTimeout = 2 * time.Second
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 10 * time.Second
+	}
+	if o.MaxBody == 0 {
+		o.MaxBody = 16 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Scale.Window == 0 {
+		o.Scale.Window = 2 * time.Minute
+	}
+	if o.Scale.ReadsPerSlave == 0 {
+		o.Scale.ReadsPerSlave = 20
+	}
+	if o.Scale.MinSlaves == 0 {
+		o.Scale.MinSlaves = 1
+	}
+	if o.Scale.MaxSlaves == 0 {
+		o.Scale.MaxSlaves = 8
+	}
+	if o.Scale.MaxSlaves < o.Scale.MinSlaves {
+		o.Scale.MaxSlaves = o.Scale.MinSlaves
+	}
+}
+
+// Orchestrator is the DBaaS front door.
+type Orchestrator struct {
+	opts   Options
+	log    *slog.Logger
+	names  mq.Names
+	caller *mq.Caller
+	sup    *mq.Supervisor
+	rt     Runtime
+	zks    *zkutil.Session
+
+	ackedSeq atomic.Uint64 // highest sequence number a write reply carried
+
+	cluster *cluster
+	scaler  *autoscaler
+	lis     net.Listener
+	ready   atomic.Bool
+	closeMu sync.Mutex
+}
+
+// New validates options and prepares an orchestrator; Run starts it.
+func New(opts Options) (*Orchestrator, error) {
+	opts.defaults()
+	if opts.AMQPURL == "" || len(opts.ZKServers) == 0 || opts.Runtime == nil {
+		return nil, errors.New("orchestrator: AMQPURL, ZKServers and Runtime are required")
+	}
+	o := &Orchestrator{
+		opts:  opts,
+		log:   opts.Logger,
+		names: mq.NewNames(opts.QueuePrefix),
+		rt:    opts.Runtime,
+	}
+	o.caller = mq.NewCaller(o.log.With("subsystem", "rpc"))
+	o.sup = mq.NewSupervisor(opts.AMQPURL, "orchestrator", o.log.With("subsystem", "amqp"),
+		func(ctx context.Context, conn *amqp.Connection) error {
+			return o.caller.Session(ctx, conn, o.names.DeclareAll)
+		})
+	o.scaler = newAutoscaler(opts.Scale)
+	return o, nil
+}
+
+// Listen binds the HTTP listener (Run does it when not done before); it
+// lets tests use 127.0.0.1:0 and read the address.
+func (o *Orchestrator) Listen() (net.Addr, error) {
+	if o.lis != nil {
+		return o.lis.Addr(), nil
+	}
+	lis, err := net.Listen("tcp", o.opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", o.opts.Listen, err)
+	}
+	o.lis = lis
+	return lis.Addr(), nil
+}
+
+// Run serves until ctx ends. On return the workers are stopped unless
+// KeepWorkers is set.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	if _, err := o.Listen(); err != nil {
+		return err
+	}
+	// ZooKeeper first (Connect does not block), so the HTTP handlers always
+	// have a cluster to ask.
+	zks, err := zkutil.Connect(o.opts.ZKServers, o.opts.ZKTimeout, o.log.With("subsystem", "zk"))
+	if err != nil {
+		return err
+	}
+	o.zks = zks
+	defer zks.Close()
+	o.cluster = newCluster(o, zks)
+	srv := &http.Server{Handler: o.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.log.Info("orchestrator listening", "addr", o.lis.Addr().String())
+		if err := srv.Serve(o.lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = o.sup.Run(ctx)
+	}()
+
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := o.cluster.run(ctx); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("cluster: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		o.scaler.run(ctx, o.cluster.setDesired)
+	}()
+
+	var result error
+	select {
+	case <-ctx.Done():
+	case result = <-errc:
+	}
+	o.log.Info("orchestrator stopping")
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_ = srv.Shutdown(sctx)
+	scancel()
+	cancel()
+	wg.Wait()
+	if err := o.rt.Close(!o.opts.KeepWorkers); err != nil {
+		o.log.Warn("runtime close", "err", err)
+	}
+	return result
+}

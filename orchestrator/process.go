@@ -1,0 +1,196 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ProcessOptions configure the process runtime.
+type ProcessOptions struct {
+	Binary  string   // the worker binary
+	Args    []string // arguments every worker gets (broker, ZooKeeper, ...)
+	DataDir string   // each worker gets DataDir/<id>; its log is DataDir/<id>.log
+	Logger  *slog.Logger
+	// Grace is how long Stop waits after SIGTERM before SIGKILL.
+	Grace time.Duration
+}
+
+// Process runs workers as child processes of the orchestrator.
+type Process struct {
+	opts  ProcessOptions
+	log   *slog.Logger
+	exits chan string
+
+	mu    sync.Mutex
+	procs map[string]*proc
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+var _ Runtime = (*Process)(nil)
+
+// NewProcess makes a process runtime.
+func NewProcess(opts ProcessOptions) (*Process, error) {
+	if opts.Binary == "" {
+		return nil, errors.New("process runtime: worker binary is required")
+	}
+	bin, err := filepath.Abs(opts.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("process runtime: worker binary: %w", err)
+	}
+	opts.Binary = bin
+	if opts.Grace == 0 {
+		opts.Grace = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("process runtime: %w", err)
+	}
+	return &Process{opts: opts, log: opts.Logger, exits: make(chan string, 64), procs: map[string]*proc{}}, nil
+}
+
+// Start launches the worker binary.
+func (p *Process) Start(_ context.Context, id string) (Instance, error) {
+	dir := filepath.Join(p.opts.DataDir, id)
+	logf, err := os.OpenFile(filepath.Join(p.opts.DataDir, id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return Instance{}, fmt.Errorf("worker log: %w", err)
+	}
+	args := append(append([]string{}, p.opts.Args...), "--id", id, "--data-dir", dir)
+	cmd := exec.Command(p.opts.Binary, args...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	// Pdeathsig: a worker dies with the orchestrator even if the
+	// orchestrator is SIGKILLed, so a crashed dev stack leaves nothing.
+	// Setpgid: a Ctrl-C in the terminal reaches the orchestrator only,
+	// which then stops its workers in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return Instance{}, fmt.Errorf("start worker %s: %w", id, err)
+	}
+	pr := &proc{cmd: cmd, done: make(chan struct{})}
+	p.mu.Lock()
+	p.procs[id] = pr
+	p.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		close(pr.done)
+		p.mu.Lock()
+		delete(p.procs, id)
+		p.mu.Unlock()
+		p.log.Info("worker exited", "id", id, "pid", cmd.Process.Pid, "status", exitStatus(err))
+		select {
+		case p.exits <- id:
+		default: // the reconciler also polls List
+		}
+	}()
+	p.log.Info("worker started", "id", id, "pid", cmd.Process.Pid)
+	return Instance{ID: id, PID: cmd.Process.Pid}, nil
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
+}
+
+func (p *Process) get(id string) (*proc, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pr, ok := p.procs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNoSuchWorker, id)
+	}
+	return pr, nil
+}
+
+// Kill sends SIGKILL and waits until the process is reaped.
+func (p *Process) Kill(ctx context.Context, id string) error {
+	pr, err := p.get(id)
+	if err != nil {
+		return err
+	}
+	if err := pr.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s: %w", id, err)
+	}
+	select {
+	case <-pr.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stop sends SIGTERM, waits up to Grace, then kills.
+func (p *Process) Stop(ctx context.Context, id string) error {
+	pr, err := p.get(id)
+	if err != nil {
+		return err
+	}
+	if err := pr.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop %s: %w", id, err)
+	}
+	t := time.NewTimer(p.opts.Grace)
+	defer t.Stop()
+	select {
+	case <-pr.done:
+		return nil
+	case <-t.C:
+		return p.Kill(ctx, id)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// List returns the live children.
+func (p *Process) List(context.Context) ([]Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Instance, 0, len(p.procs))
+	for id, pr := range p.procs {
+		out = append(out, Instance{ID: id, PID: pr.cmd.Process.Pid})
+	}
+	return out, nil
+}
+
+// Exits reports workers that ended.
+func (p *Process) Exits() <-chan string { return p.exits }
+
+// Close stops every worker when killAll is set (gracefully, in parallel).
+func (p *Process) Close(killAll bool) error {
+	if !killAll {
+		return nil
+	}
+	list, _ := p.List(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Grace+5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, in := range list {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			_ = p.Stop(ctx, id)
+		}(in.ID)
+	}
+	wg.Wait()
+	return nil
+}

@@ -1,0 +1,35 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+)
+
+// Runtime starts, lists and stops workers. The orchestrator owns this
+// interface; process, docker and nomad implementations satisfy it.
+type Runtime interface {
+	// Start launches a worker with the given id.
+	Start(ctx context.Context, id string) (Instance, error)
+	// Kill stops a worker at once (SIGKILL or the runtime's equivalent).
+	Kill(ctx context.Context, id string) error
+	// Stop stops a worker gracefully (SIGTERM, then kill after a grace
+	// period): it finishes or requeues what it holds.
+	Stop(ctx context.Context, id string) error
+	// List returns the workers that are alive now.
+	List(ctx context.Context) ([]Instance, error)
+	// Exits reports ids of workers that ended, so the orchestrator reacts
+	// at once instead of waiting for ZooKeeper's session timeout. A runtime
+	// that cannot tell returns nil.
+	Exits() <-chan string
+	// Close releases the runtime; with killAll it also kills every worker.
+	Close(killAll bool) error
+}
+
+// Instance is a running worker as the runtime sees it.
+type Instance struct {
+	ID  string `json:"id"`
+	PID int    `json:"pid"` // host pid of the worker's main process
+}
+
+// ErrNoSuchWorker is returned for an id the runtime does not know.
+var ErrNoSuchWorker = errors.New("no such worker")

@@ -1,0 +1,277 @@
+package orchestrator_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/testenv"
+	"github.com/rideshare-dbaas/rideshare/orchestrator"
+)
+
+// stack is a real DBaaS for one test: an in-process orchestrator with the
+// process runtime running the built worker binary, on the real RabbitMQ
+// and ZooKeeper, under names of its own.
+type stack struct {
+	t       testing.TB
+	url     string
+	dataDir string
+	name    string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func mustStartStack(t testing.TB, tweak ...func(*orchestrator.Options)) *stack {
+	t.Helper()
+	testenv.RequireServers(t)
+	bin := testenv.Bin(t, "worker")
+	name := testenv.Name(t)
+	dataDir := t.TempDir()
+	logf, err := os.Create(filepath.Join(dataDir, "orchestrator.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	root := "/test-" + name
+	prefix := name + "."
+	rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
+		Binary:  bin,
+		DataDir: filepath.Join(dataDir, "workers"),
+		Logger:  log,
+		Args: []string{"--amqp-url", testenv.AMQPURL(), "--zk-servers", strings.Join(testenv.ZKServers(), ","),
+			"--zk-root", root, "--queue-prefix", prefix, "--zk-timeout", "2s", "--log-level", "debug"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := orchestrator.Options{
+		Listen: "127.0.0.1:0", AMQPURL: testenv.AMQPURL(), ZKServers: testenv.ZKServers(),
+		ZKRoot: root, QueuePrefix: prefix, Runtime: rt, Logger: log,
+		ZKTimeout: 2 * time.Second,
+	}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	o, err := orchestrator.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := o.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stack{t: t, url: "http://" + addr.String(), dataDir: dataDir, name: name, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- o.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			t.Error("orchestrator did not stop within 30 s")
+		}
+		cleanupBroker(t, prefix)
+		cleanupZK(t, root)
+		if t.Failed() {
+			s.dumpLogs()
+		}
+	})
+	s.waitReady(60 * time.Second)
+	return s
+}
+
+// dumpLogs prints the tail of every log of the stack (on failure).
+func (s *stack) dumpLogs() {
+	files, _ := filepath.Glob(filepath.Join(s.dataDir, "*.log"))
+	more, _ := filepath.Glob(filepath.Join(s.dataDir, "workers", "*.log"))
+	for _, f := range append(files, more...) {
+		b, _ := os.ReadFile(f)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		s.t.Logf("---- %s (last %d lines)\n%s", filepath.Base(f), len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+func cleanupBroker(t testing.TB, prefix string) {
+	conn, err := amqp.Dial(testenv.AMQPURL())
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	n := mq.NewNames(prefix)
+	for _, q := range []string{n.WriteQ, n.ReadQ, n.RepairQ} {
+		_, _ = ch.QueueDelete(q, false, false, false)
+	}
+	_ = ch.ExchangeDelete(n.SyncX, false, false)
+}
+
+func cleanupZK(t testing.TB, root string) {
+	conn, _, err := zk.Connect(testenv.ZKServers(), 2*time.Second, zk.WithLogInfo(false), zk.WithLogger(quietZK{}))
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	var del func(p string)
+	del = func(p string) {
+		kids, _, _ := conn.Children(p)
+		for _, k := range kids {
+			del(path.Join(p, k))
+		}
+		_ = conn.Delete(p, -1)
+	}
+	del(root)
+}
+
+type quietZK struct{}
+
+func (quietZK) Printf(string, ...any) {}
+
+// call sends a JSON request and decodes the JSON answer (nil for none).
+func (s *stack) call(method, p string, body any) (int, map[string]any, []byte) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		switch b := body.(type) {
+		case string:
+			rd = strings.NewReader(b)
+		default:
+			j, _ := json.Marshal(b)
+			rd = bytes.NewReader(j)
+		}
+	}
+	req, _ := http.NewRequest(method, s.url+p, rd)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, p, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return resp.StatusCode, m, raw
+}
+
+func (s *stack) write(op string, params any) (int, map[string]any) {
+	st, m, _ := s.call("POST", "/api/v1/db/write", map[string]any{"op": op, "params": params})
+	return st, m
+}
+
+func (s *stack) read(op string, params any) (int, map[string]any) {
+	st, m, _ := s.call("POST", "/api/v1/db/read", map[string]any{"op": op, "params": params})
+	return st, m
+}
+
+func (s *stack) workers() []orchestrator.WorkerView {
+	s.t.Helper()
+	resp, err := http.Get(s.url + "/api/v1/workers")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v []orchestrator.WorkerView
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	return v
+}
+
+func (s *stack) waitReady(timeout time.Duration) {
+	s.t.Helper()
+	testenv.Eventually(s.t, timeout, "stack ready", func() (bool, string) {
+		resp, err := http.Get(s.url + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == 200, string(b)
+	})
+}
+
+// waitShape waits for one ready master and n ready slaves, all at the same
+// applied sequence number as the master, none of them with a pid in gone.
+func (s *stack) waitShape(slaves int, timeout time.Duration, gone ...int) []orchestrator.WorkerView {
+	s.t.Helper()
+	var got []orchestrator.WorkerView
+	testenv.Eventually(s.t, timeout, fmt.Sprintf("1 master and %d caught-up slaves", slaves), func() (bool, string) {
+		got = s.workers()
+		var m *orchestrator.WorkerView
+		for i := range got {
+			if got[i].Role == "master" {
+				m = &got[i]
+			}
+		}
+		if m == nil || len(got) != slaves+1 {
+			return false, fmt.Sprintf("%+v", got)
+		}
+		for _, w := range got {
+			if slices.Contains(gone, w.PID) {
+				return false, fmt.Sprintf("pid %d still listed: %+v", w.PID, got)
+			}
+			if w.State != "ready" || w.Applied != m.Applied || w.Epoch != m.Epoch {
+				return false, fmt.Sprintf("%+v", got)
+			}
+		}
+		return true, ""
+	})
+	return got
+}
+
+func asInt(v any) int64 {
+	f, _ := v.(float64)
+	return int64(f)
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type tlogWriter struct{ t testing.TB }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// runInBackground runs o and returns a function that stops it and waits.
+func runInBackground(t testing.TB, o *orchestrator.Orchestrator) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	return func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("orchestrator did not stop within 30 s")
+		}
+	}
+}
+
+func decodeJSON(t testing.TB, resp *http.Response, v any) {
+	t.Helper()
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("decode %s: %v", resp.Request.URL, err)
+	}
+}

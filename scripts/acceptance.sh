@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `make acceptance`: runs the shared black-box acceptance suite against a
+# throwaway stack of its own (NAME "acc", ports 18000/18080/18081/18082/18088,
+# state in a mktemp dir, autoscaler window 10 s), always tearing it down.
+# Exits with the suite's status.
+#
+#   ACCEPTANCE_PY    the suite (default: ../shared/acceptance/acceptance.py beside the repo)
+#   ACCEPTANCE_ARGS  extra arguments for it, e.g. "--section users,rides"
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/stack.sh
+source "$repo/scripts/stack.sh"
+
+suite=${ACCEPTANCE_PY:-$repo/../shared/acceptance/acceptance.py}
+[ -f "$suite" ] || { stack_err "acceptance suite not found at $suite (set ACCEPTANCE_PY)"; exit 2; }
+command -v python3 >/dev/null || { stack_err "python3 is needed for $suite"; exit 2; }
+port_base=18000
+scale_window_s=10
+
+make -C "$repo" --no-print-directory servers build traefik
+
+# A run killed too hard to clean up leaves its stack behind: stop it first.
+last=${TMPDIR:-/tmp}/rideshare-acceptance.last
+[ -s "$last" ] && stack_reap "$(cat "$last")"
+
+state=$(mktemp -d "${TMPDIR:-/tmp}/rideshare-acceptance.XXXXXX")
+echo "$state" >"$last"
+ok=0
+# shellcheck disable=SC2317 # called by the EXIT trap
+finish() {
+  local rc=$?
+  trap '' INT TERM PIPE
+  stack_stop
+  if [ "$ok" -ne 1 ]; then
+    stack_err "acceptance failed (status $rc); the stack's logs:"
+    stack_tail_all
+  fi
+  if [ "$ok" -eq 1 ]; then
+    rm -rf "$state"
+  else
+    stack_log "state and logs kept in $state"
+  fi
+  exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+stack_start acc "$state" "$port_base" "${scale_window_s}s"
+stack_print_urls
+echo
+
+set +e
+# shellcheck disable=SC2086 # ACCEPTANCE_ARGS is split on purpose
+RIDESHARE_URL=$STACK_LB_URL USERS_URL=$STACK_USERS_URL RIDES_URL=$STACK_RIDES_URL \
+  DBAAS_URL=$STACK_ORCH_URL SCALE_WINDOW_S=$scale_window_s \
+  python3 "$suite" ${ACCEPTANCE_ARGS:-}
+rc=$?
+set -e
+[ "$rc" -eq 0 ] && ok=1
+exit "$rc"

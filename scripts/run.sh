@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make run`: the whole stack in the foreground until Ctrl-C (or SIGTERM),
+# which stops everything it started.
+#
+#   Traefik entry point 127.0.0.1:8080, Traefik API 8088, orchestrator 8000,
+#   users 8081, rides 8082; NAME "run"; state and logs under .run/.
+#
+# RUN_PORT_BASE (default 8000) moves all the ports (see scripts/stack.sh),
+# RUN_SCALE_WINDOW (default 2m) sets the autoscaler's window.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/stack.sh
+source "$repo/scripts/stack.sh"
+
+make -C "$repo" --no-print-directory servers build traefik
+
+finish() {
+  local rc=$?
+  trap '' INT TERM PIPE
+  stack_stop
+  exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+stack_start run "$repo/.run" "${RUN_PORT_BASE:-8000}" "${RUN_SCALE_WINDOW:-2m}"
+stack_print_urls
+echo
+stack_log "running; Ctrl-C stops the stack"
+stack_watch

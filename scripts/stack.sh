@@ -1,0 +1,360 @@
+# shellcheck shell=bash
+# Library (source it): runs a whole RideShare stack in the background.
+#
+#   source scripts/stack.sh
+#   stack_start NAME STATE_DIR PORT_BASE SCALE_WINDOW   # start, wait until ready
+#   stack_print_urls
+#   stack_stop                                          # stop what it started
+#   stack_reap STATE_DIR                                # stop what a killed run left
+#
+# PORT_BASE is the orchestrator's port; the others follow from it:
+#   orchestrator BASE, users BASE+81, rides BASE+82,
+#   Traefik entry point BASE+80, Traefik API BASE+88
+# (8000 gives 8000/8081/8082/8080/8088; 18000 gives 18000/18081/18082/...).
+# NAME keeps stacks apart on the shared servers: ZooKeeper root /rideshare-NAME,
+# RabbitMQ queue prefix "NAME.". STATE_DIR gets logs/, pids/, dbaas/ (the
+# workers' data) and traefik/ (rendered config and Traefik's own logs).
+#
+# Each process runs in its own session (setsid), so its pid is its process
+# group: a Ctrl-C in the terminal reaches only the caller, whose trap calls
+# stack_stop, which sends SIGTERM to each process, then to its whole group
+# (whatever it left behind), then SIGKILL after a grace period.
+#
+# The libraries' callers use `set -euo pipefail`; the functions here return
+# non-zero on failure after printing why (and the failing process's log tail).
+
+STACK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK_BIN=${RIDESHARE_BIN:-$STACK_REPO/bin}
+STACK_AMQP_URL=${AMQP_URL:-amqp://127.0.0.1:5672/}
+STACK_ZK_SERVERS=${ZK_SERVERS:-127.0.0.1:2181}
+# Seconds to wait for each component (the orchestrator's readyz includes
+# starting the first master and slave), and for each to stop.
+STACK_DEADLINE=${STACK_DEADLINE:-90}
+STACK_STOP_GRACE=${STACK_STOP_GRACE:-15}
+
+# Components in start order; stack_stop goes the other way.
+STACK_COMPONENTS=(orchestrator users rides traefik)
+
+# ---- The binaries' command lines: the one place to adjust their flags. ----
+# Each sets the array CMD. Ports and names come from stack_start's variables.
+
+cmd_orchestrator() {
+  CMD=("$STACK_BIN/orchestrator"
+    --listen "127.0.0.1:$STACK_ORCH_PORT"
+    --amqp-url "$STACK_AMQP_URL"
+    --zk-servers "$STACK_ZK_SERVERS"
+    --zk-root "/rideshare-$STACK_NAME"
+    --queue-prefix "$STACK_NAME."
+    --runtime process
+    --worker-binary "$STACK_BIN/worker"
+    --data-dir "$STACK_DIR/dbaas"
+    --scale-window "$STACK_SCALE_WINDOW")
+}
+
+cmd_users() {
+  CMD=("$STACK_BIN/users"
+    --listen "127.0.0.1:$STACK_USERS_PORT"
+    --dbaas-url "$STACK_ORCH_URL")
+}
+
+cmd_rides() {
+  CMD=("$STACK_BIN/rides"
+    --listen "127.0.0.1:$STACK_RIDES_PORT"
+    --dbaas-url "$STACK_ORCH_URL"
+    --users-url "$STACK_LB_URL"
+    --public-url "$STACK_RIDES_URL")
+}
+
+cmd_traefik() { # STATE_DIR
+  CMD=("$STACK_BIN/traefik" "--configFile=$1/traefik.yml")
+}
+
+# ---- helpers ----
+
+# Never fail (a closed stdout must not abort a cleanup half-way).
+stack_log() { printf 'stack: %s\n' "$*" 2>/dev/null || true; }
+stack_err() { printf 'stack: ERROR: %s\n' "$*" >&2 2>/dev/null || true; }
+
+# stack_tail FILE...: the last lines of each existing file, on stderr.
+stack_tail() {
+  local f
+  for f in "$@"; do
+    [ -s "$f" ] || continue
+    {
+      printf -- '--- last lines of %s ---\n' "$f"
+      tail -n "${STACK_TAIL_LINES:-40}" "$f"
+    } >&2 2>/dev/null || true
+  done
+}
+
+# stack_logs NAME: the log files of a component.
+stack_logs() {
+  local logs=("$STACK_DIR/logs/$1.log")
+  [ "$1" = traefik ] && logs+=("$STACK_DIR/traefik/traefik.log")
+  printf '%s\n' "${logs[@]}"
+}
+
+# stack_tail_all: the tails of every component's logs.
+stack_tail_all() {
+  local c
+  local -a logs
+  for c in "${STACK_COMPONENTS[@]}"; do
+    mapfile -t logs < <(stack_logs "$c")
+    stack_tail "${logs[@]}"
+  done
+}
+
+stack_port_open() { # PORT
+  # shellcheck disable=SC2016
+  timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
+}
+
+# stack_http_status URL: prints the HTTP status of a GET (000 when there is no
+# answer). Plain bash, so that no curl is needed. URL: http://HOST:PORT/PATH.
+stack_http_status() {
+  local rest=${1#http://} hostport path code
+  hostport=${rest%%/*}
+  path=${rest#"$hostport"}
+  path=/${path#/}
+  # shellcheck disable=SC2016
+  code=$(timeout 10 bash -c '
+    exec 3<>"/dev/tcp/${1%:*}/${1##*:}" || exit 1
+    printf "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" "$2" "$1" >&3
+    read -r _ code _ <&3 && printf %s "$code"
+    cat <&3 >/dev/null' _ "$hostport" "$path" 2>/dev/null) || true
+  [[ "$code" =~ ^[0-9]{3}$ ]] || code=000
+  echo "$code"
+}
+
+# Readiness predicates on an HTTP status.
+stack_is_200() { [ "$1" = 200 ]; }
+stack_is_routed() { case "$1" in 000 | 404 | 502 | 503 | 504) return 1 ;; esac; }
+
+# stack_pid NAME: the pid of a running component of this STACK_DIR, from its
+# pid file, checked against the process's command line (stale files and
+# reused pids print nothing).
+stack_pid() {
+  local file=$STACK_DIR/pids/$1.pid pid
+  [ -s "$file" ] || return 0
+  pid=$(cat "$file" 2>/dev/null) || return 0
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$STACK_BIN/$1" && echo "$pid"
+  return 0
+}
+
+# stack_spawn NAME CMD...: starts CMD in the background, in its own session,
+# logging to STATE_DIR/logs/NAME.log.
+stack_spawn() {
+  local name=$1 pid
+  shift
+  [ -x "$1" ] || { stack_err "$name: $1 is missing (make build / make traefik)"; return 1; }
+  stack_log "starting $name: $*"
+  # Not a process-group leader (no job control here), so setsid does not fork:
+  # $! is the component's pid and its process group.
+  # The lock's descriptor stays here: an orphan must not keep the lock.
+  setsid "$@" >"$STACK_DIR/logs/$name.log" 2>&1 </dev/null {STACK_LOCK_FD}>&- &
+  pid=$!
+  echo "$pid" >"$STACK_DIR/pids/$name.pid"
+}
+
+# stack_wait NAME URL PREDICATE WHAT: polls URL until PREDICATE accepts its
+# status; fails at the deadline or as soon as the component exits.
+stack_wait() {
+  local name=$1 url=$2 pred=$3 what=$4 end code=000
+  end=$((SECONDS + STACK_DEADLINE))
+  local -a logs
+  mapfile -t logs < <(stack_logs "$name")
+  stack_log "waiting up to ${STACK_DEADLINE}s for $name: $what ($url)"
+  while :; do
+    code=$(stack_http_status "$url")
+    "$pred" "$code" && break
+    if [ -z "$(stack_pid "$name")" ]; then
+      stack_err "$name exited while starting (last answer from $url: $code)"
+      stack_tail "${logs[@]}"
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$end" ]; then
+      stack_err "$name not ready within ${STACK_DEADLINE}s: $what (last answer from $url: $code)"
+      stack_tail "${logs[@]}"
+      return 1
+    fi
+    sleep 0.5
+  done
+  stack_log "$name ready: $url -> $code"
+}
+
+# stack_alive PID / stack_group_alive PGID: a live (not zombie) process, or
+# one in the process group. An orphan's zombie can linger when nobody reaps it.
+stack_alive() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ "$st" != Z* ]]
+}
+stack_group_alive() {
+  ps -e -o pgid=,stat= 2>/dev/null | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {found = 1} END {exit !found}'
+}
+
+# stack_kill NAME: SIGTERM to the component (the orchestrator then stops its
+# workers), then to its process group, SIGKILL to the group after the grace.
+stack_kill() {
+  local name=$1 pid end pgid
+  pid=$(stack_pid "$name")
+  if [ -n "$pid" ]; then
+    stack_log "stopping $name (pid $pid)"
+    pgid=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ') || true
+    kill -TERM "$pid" 2>/dev/null || true
+    end=$((SECONDS + STACK_STOP_GRACE))
+    while stack_alive "$pid" && [ "$SECONDS" -lt "$end" ]; do sleep 0.2; done
+    if [ "$pgid" = "$pid" ]; then
+      kill -TERM -- "-$pgid" 2>/dev/null || true
+      while stack_group_alive "$pgid" && [ "$SECONDS" -lt "$end" ]; do sleep 0.2; done
+      if stack_group_alive "$pgid"; then
+        stack_log "$name: still running after ${STACK_STOP_GRACE}s, killing its process group"
+        kill -KILL -- "-$pgid" 2>/dev/null || true
+      fi
+    elif stack_alive "$pid"; then
+      stack_log "$name: still running after ${STACK_STOP_GRACE}s, killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    # Reap it when it is our child, so that no zombie outlives the stack.
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -f "$STACK_DIR/pids/$name.pid"
+}
+
+# ---- the stack ----
+
+# stack_config NAME STATE_DIR PORT_BASE SCALE_WINDOW: sets the STACK_* variables.
+stack_config() {
+  STACK_NAME=$1
+  mkdir -p "$2"
+  STACK_DIR=$(cd "$2" && pwd)
+  STACK_ORCH_PORT=$3
+  STACK_LB_PORT=$(($3 + 80))
+  STACK_USERS_PORT=$(($3 + 81))
+  STACK_RIDES_PORT=$(($3 + 82))
+  STACK_API_PORT=$(($3 + 88))
+  STACK_SCALE_WINDOW=$4
+  STACK_ORCH_URL=http://127.0.0.1:$STACK_ORCH_PORT
+  STACK_LB_URL=http://127.0.0.1:$STACK_LB_PORT
+  STACK_USERS_URL=http://127.0.0.1:$STACK_USERS_PORT
+  STACK_RIDES_URL=http://127.0.0.1:$STACK_RIDES_PORT
+  STACK_API_URL=http://127.0.0.1:$STACK_API_PORT
+}
+
+# start_traefik LB_PORT API_PORT USERS_URL RIDES_URL STATE_DIR: renders the
+# config (traefik/render.sh) and starts bin/traefik on it.
+start_traefik() {
+  local render=$STACK_REPO/traefik/render.sh
+  [ -x "$render" ] || { stack_err "$render is missing"; return 1; }
+  "$render" "$@" >/dev/null || { stack_err "traefik/render.sh $* failed"; return 1; }
+  cmd_traefik "$5"
+  stack_spawn traefik "${CMD[@]}"
+}
+
+# stack_start NAME STATE_DIR PORT_BASE SCALE_WINDOW: stops what an earlier run
+# in STATE_DIR left, checks the servers and ports, starts every component and
+# waits until each is ready.
+stack_start() {
+  local port
+  stack_config "$@"
+  mkdir -p "$STACK_DIR/logs" "$STACK_DIR/pids" "$STACK_DIR/dbaas" "$STACK_DIR/traefik"
+  # One stack per STATE_DIR: the lock is held until this shell exits.
+  exec {STACK_LOCK_FD}>>"$STACK_DIR/.lock"
+  if ! flock -n "$STACK_LOCK_FD"; then
+    stack_err "a stack is already running from $STACK_DIR: stop it first"
+    return 1
+  fi
+  STACK_LOCKED=1
+  # Holding the lock, whatever the pid files name was left by a run that
+  # died without stopping its stack.
+  stack_stop
+
+  # Retried: on a loaded machine a connect can miss its timeout.
+  local end=$((SECONDS + 20))
+  until stack_port_open 5672 && stack_port_open 2181; do
+    if [ "$SECONDS" -ge "$end" ]; then
+      stack_err "RabbitMQ (5672) or ZooKeeper (2181) does not answer: run scripts/servers.sh up"
+      return 1
+    fi
+    sleep 1
+  done
+  for port in "$STACK_ORCH_PORT" "$STACK_USERS_PORT" "$STACK_RIDES_PORT" "$STACK_LB_PORT" "$STACK_API_PORT"; do
+    if stack_port_open "$port"; then
+      stack_err "port 127.0.0.1:$port is already in use (another stack? see: ss -ltnp 'sport = :$port')"
+      return 1
+    fi
+  done
+
+  cmd_orchestrator
+  stack_spawn orchestrator "${CMD[@]}" || return 1
+  stack_wait orchestrator "$STACK_ORCH_URL/healthz" stack_is_200 "GET /healthz is 200" || return 1
+  stack_wait orchestrator "$STACK_ORCH_URL/readyz" stack_is_200 "GET /readyz is 200 (a master is up)" || return 1
+
+  cmd_users
+  stack_spawn users "${CMD[@]}" || return 1
+  cmd_rides
+  stack_spawn rides "${CMD[@]}" || return 1
+  stack_wait users "$STACK_USERS_URL/healthz" stack_is_200 "GET /healthz is 200" || return 1
+  stack_wait rides "$STACK_RIDES_URL/healthz" stack_is_200 "GET /healthz is 200" || return 1
+
+  start_traefik "$STACK_LB_PORT" "$STACK_API_PORT" "$STACK_USERS_URL" "$STACK_RIDES_URL" "$STACK_DIR/traefik" || return 1
+  stack_wait traefik "$STACK_API_URL/api/rawdata" stack_is_200 "GET /api/rawdata is 200" || return 1
+  stack_wait traefik "$STACK_LB_URL/api/v1/users" stack_is_routed "GET /api/v1/users through Traefik reaches users" || return 1
+}
+
+# stack_stop: stops every component of the stack this shell started (none
+# when stack_start did not get STATE_DIR's lock), the last started first.
+stack_stop() {
+  local i stopped=""
+  [ "${STACK_LOCKED:-}" = 1 ] && [ -d "$STACK_DIR/pids" ] || return 0
+  for ((i = ${#STACK_COMPONENTS[@]} - 1; i >= 0; i--)); do
+    [ -n "$(stack_pid "${STACK_COMPONENTS[i]}")" ] && stopped=1
+    stack_kill "${STACK_COMPONENTS[i]}"
+  done
+  if [ -n "$stopped" ]; then stack_log "stopped the stack in $STACK_DIR"; fi
+}
+
+# stack_reap DIR: stops what a run that died (kill -9) left in DIR; a live
+# run's stack (holding DIR's lock) is left alone.
+stack_reap() {
+  local STACK_DIR=$1 STACK_LOCKED=1 fd
+  [ -d "$STACK_DIR/pids" ] || return 0
+  exec {fd}>>"$STACK_DIR/.lock"
+  if flock -n "$fd"; then stack_stop; fi
+  exec {fd}>&-
+}
+
+# stack_watch: blocks until a component exits (then reports it, with its log
+# tail, and returns 1) or a trapped signal interrupts the wait.
+stack_watch() {
+  local c pid
+  local -a logs
+  while :; do
+    for c in "${STACK_COMPONENTS[@]}"; do
+      pid=$(stack_pid "$c")
+      if [ -z "$pid" ]; then
+        stack_err "$c exited"
+        mapfile -t logs < <(stack_logs "$c")
+        stack_tail "${logs[@]}"
+        return 1
+      fi
+    done
+    # wait returns early when a signal with a trap arrives.
+    sleep 2 {STACK_LOCK_FD}>&- &
+    wait $! || true
+  done
+}
+
+stack_print_urls() {
+  cat <<EOF
+
+RideShare stack "$STACK_NAME" is up (state and logs in $STACK_DIR):
+  entry point (Traefik)  $STACK_LB_URL      e.g. $STACK_LB_URL/api/v1/users
+  Traefik API            $STACK_API_URL/api/rawdata
+  orchestrator (DBaaS)   $STACK_ORCH_URL      e.g. $STACK_ORCH_URL/api/v1/worker/list
+  users (direct)         $STACK_USERS_URL
+  rides (direct)         $STACK_RIDES_URL
+  logs                   $STACK_DIR/logs/*.log, $STACK_DIR/traefik/{traefik,access}.log
+EOF
+}

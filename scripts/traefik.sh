@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Ensures bin/traefik (repo root) is a Traefik v3 binary and prints its path.
+#
+#   1. a `traefik` on PATH reporting v3 (e.g. the official release binary) is symlinked;
+#   2. else an existing bin/traefik reporting the pinned version is kept;
+#   3. else Traefik is built from its Go module via the wrapper module tools/traefik.
+#
+# Idempotent and fast once bin/traefik exists. Progress goes to stderr; stdout
+# carries only the path, so `TRAEFIK=$(scripts/traefik.sh)` works.
+# TRAEFIK_FORCE_BUILD=1 skips step 1 (always use the pinned build).
+set -euo pipefail
+
+TRAEFIK_VERSION=v3.6.12   # keep in sync with tools/traefik/go.mod
+TRAEFIK_CODENAME=ramequin # upstream's codename for v3.6.x (release.yaml)
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin="$root/bin/traefik"
+mkdir -p "$root/bin"
+
+log() { echo "traefik.sh: $*" >&2; }
+
+# `traefik version` prints "Version:      v3.6.12" among other lines.
+version_of() { "$1" version 2>/dev/null | awk '/^Version:/ {print $2; exit}'; }
+
+# 1. traefik on PATH (not our own bin/traefik) reporting v3.
+if [ -z "${TRAEFIK_FORCE_BUILD:-}" ] && onpath=$(command -v traefik 2>/dev/null); then
+  onpath=$(readlink -f "$onpath")
+  if [ "$onpath" != "$(readlink -f "$bin" 2>/dev/null || true)" ]; then
+    v=$(version_of "$onpath" || true)
+    case "$v" in
+      v3.*|3.*)
+        if [ "$(readlink "$bin" 2>/dev/null || true)" != "$onpath" ]; then
+          ln -sfn "$onpath" "$bin"
+          log "using $onpath ($v) from PATH"
+        fi
+        echo "$bin"
+        exit 0
+        ;;
+      *) log "ignoring $onpath on PATH (version '${v:-unknown}', need v3)" ;;
+    esac
+  fi
+fi
+
+# 2. cached build (or an earlier PATH symlink) with the pinned version.
+if [ -x "$bin" ] && [ "$(version_of "$bin" || true)" = "$TRAEFIK_VERSION" ]; then
+  echo "$bin"
+  exit 0
+fi
+
+# 3. build from the Go module.
+log "building Traefik $TRAEFIK_VERSION from its Go module, first time takes ~7 min (2 cores, ~3 GB RAM)..."
+start=$(date +%s)
+tmp="$bin.tmp.$$"
+trap 'rm -f "$tmp"' EXIT
+(
+  cd "$root/tools/traefik"
+  CGO_ENABLED=0 go build -trimpath -o "$tmp" \
+    -ldflags "-s -w \
+      -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION \
+      -X github.com/traefik/traefik/v3/pkg/version.Codename=$TRAEFIK_CODENAME \
+      -X github.com/traefik/traefik/v3/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    github.com/traefik/traefik/v3/cmd/traefik
+)
+rm -f "$bin"          # may be a stale symlink to a PATH binary
+mv -f "$tmp" "$bin"
+trap - EXIT
+log "built $bin in $(( $(date +%s) - start ))s"
+echo "$bin"

@@ -1,0 +1,381 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
+	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
+)
+
+// promote turns this slave into the master of epoch. It first makes sure it
+// has received everything the old master published (the barrier), then
+// opens its epoch with an epoch entry, applies pending schema migrations,
+// and publishes both, before taking writes.
+func (w *Worker) promote(ctx context.Context, epoch uint64) error {
+	log := w.log.With("epoch", epoch)
+	log.Info("promotion: draining the old master's sync stream")
+	start := time.Now()
+	if err := w.drainSync(ctx, 3*time.Second); err != nil {
+		log.Warn("promotion: barrier not seen; going on with what was applied", "err", err)
+	}
+	st := w.store.Load()
+	b, err := st.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Rollback()
+	entries := []wire.Entry{{Seq: b.Seq() + 1, Epoch: epoch, Kind: wire.KindEpoch}}
+	if err := b.Append(ctx, entries[0]); err != nil {
+		return err
+	}
+	migs, err := w.migrate(ctx, b, epoch)
+	if err != nil {
+		return err
+	}
+	entries = append(entries, migs...)
+	// Fence check before the commit, as for every write batch.
+	if err := w.checkFence(epoch); err != nil {
+		return err
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	if err := w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
+		// Slaves will see a gap at the next batch and repair it from our log.
+		log.Warn("promotion: publishing the epoch entry failed; slaves will repair", "err", err)
+	}
+	w.mu.Lock()
+	w.role = wire.RoleMaster
+	w.state = wire.StateReady
+	w.masterEpoch = epoch
+	w.promoting = false
+	w.mu.Unlock()
+	w.changed()
+	seq, _ := st.Applied()
+	log.Info("promoted to master", "seq", seq, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// drainSync publishes a barrier on the sync fanout and waits until the
+// applier has processed it from this worker's own queue: everything the old
+// master published before is then applied.
+func (w *Worker) drainSync(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	id := uuid.NewString()
+	seen := make(chan struct{})
+	w.mu.Lock()
+	w.barrier, w.barrierSeen = id, seen
+	ep := w.knownEpoch
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.barrier, w.barrierSeen = "", nil
+		w.mu.Unlock()
+	}()
+	if err := w.publishSync(ctx, wire.SyncBatch{Epoch: ep, Barrier: id}); err != nil {
+		return err
+	}
+	select {
+	case <-seen:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// migrate applies the handlers' migrations this database lacks, as admin
+// entries of the log, so slaves get the schema through replication.
+func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.Entry, error) {
+	var out []wire.Entry
+	for _, info := range w.infos {
+		for _, m := range info.Migrations {
+			var n int64
+			if err := b.tx.QueryRowContext(ctx, `SELECT count(*) FROM _migrations WHERE handler = ? AND version = ?`, info.Name, m.Version).Scan(&n); err != nil {
+				return nil, fmt.Errorf("read _migrations: %w", err)
+			}
+			if n > 0 {
+				continue
+			}
+			stmts, err := b.Savepoint(ctx, func(db pluginapi.DB) error {
+				for _, s := range m.Statements {
+					if _, err := db.Exec(ctx, s); err != nil {
+						return fmt.Errorf("migration %s v%d: %w", info.Name, m.Version, err)
+					}
+				}
+				_, err := db.Exec(ctx, `INSERT INTO _migrations (handler, version) VALUES (?, ?)`, info.Name, int64(m.Version))
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+			e := wire.Entry{Seq: b.Seq() + 1, Epoch: epoch, Kind: wire.KindAdmin, Stmts: stmts}
+			if err := b.Append(ctx, e); err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+			w.log.Info("migration applied", "handler", info.Name, "version", m.Version, "seq", e.Seq)
+		}
+	}
+	return out, nil
+}
+
+// checkFence reads the master record and fails unless it still names this
+// worker with epoch. It runs before every commit. While ZooKeeper is
+// unreachable it fails too, so a master cut off from ZooKeeper commits
+// nothing.
+func (w *Worker) checkFence(epoch uint64) error {
+	if !w.zks.HasSession() {
+		return errors.New("no zookeeper session")
+	}
+	rec, ok, err := w.readMaster()
+	if err != nil {
+		return err
+	}
+	if !ok || rec.ID != w.opts.ID || rec.Epoch != epoch {
+		return ErrFenced
+	}
+	return nil
+}
+
+// runMaster consumes writeQ and group-commits what it receives.
+func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+	w.mu.Lock()
+	epoch := w.masterEpoch
+	w.mu.Unlock()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open write channel: %w", err)
+	}
+	defer ch.Close()
+	if err := ch.Qos(w.opts.BatchMax, 0, false); err != nil {
+		return fmt.Errorf("qos: %w", err)
+	}
+	deliveries, err := ch.Consume(w.names.WriteQ, "master-"+w.opts.ID, false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", w.names.WriteQ, err)
+	}
+	w.log.Info("consuming writes", "queue", w.names.WriteQ, "epoch", epoch)
+	for {
+		var batch []amqp.Delivery
+		select {
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("write consumer closed")
+			}
+			batch = append(batch, d)
+		}
+		// Group commit: take whatever else has already arrived.
+	drain:
+		for len(batch) < w.opts.BatchMax {
+			select {
+			case d, ok := <-deliveries:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, d)
+			default:
+				break drain
+			}
+		}
+		if err := w.commitBatch(ctx, epoch, ch, replies, batch); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel, replies *publisher, batch []amqp.Delivery) error {
+	last := batch[len(batch)-1].DeliveryTag
+	// Hold the batch until the fence check passes: while ZooKeeper is
+	// unreachable we cannot know whether we are still master.
+	for {
+		err := w.checkFence(epoch)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, ErrFenced) {
+			_ = ch.Nack(last, true, true)
+			return err
+		}
+		w.log.Warn("cannot confirm mastership; holding writes", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	st := w.store.Load()
+	b, err := st.Begin(ctx)
+	if err != nil {
+		_ = ch.Nack(last, true, true)
+		return err
+	}
+	defer b.Rollback()
+	out := make([]*wire.Reply, len(batch))
+	var entries []wire.Entry
+	for i, d := range batch {
+		r, e, err := w.applyWrite(ctx, b, epoch, d)
+		if err != nil {
+			_ = ch.Nack(last, true, true)
+			return err
+		}
+		out[i] = r
+		if e != nil {
+			entries = append(entries, *e)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		_ = ch.Nack(last, true, true)
+		return err
+	}
+	if len(entries) > 0 {
+		if err := w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
+			// Committed but not confirmed on the sync stream: do not ack.
+			// The writes are redelivered and answered from _writes; slaves
+			// repair the gap from our log.
+			return fmt.Errorf("publish sync: %w", err)
+		}
+	}
+	if err := ch.Ack(last, true); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	for i, d := range batch {
+		w.reply(ctx, replies, d, mustJSON(out[i]))
+	}
+	return nil
+}
+
+// applyWrite runs one write in its own savepoint. It returns the reply and
+// the log entry (nil when nothing is to be logged: a malformed request, a
+// duplicate, or a handler failure, which may succeed when retried).
+func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.Delivery) (*wire.Reply, *wire.Entry, error) {
+	var req wire.WriteRequest
+	if d.Type != wire.TypeWrite {
+		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown message type %q", d.Type), Worker: w.opts.ID}, nil, nil
+	}
+	if err := json.Unmarshal(d.Body, &req); err != nil || req.ID == "" || req.Op == "" {
+		return &wire.Reply{Status: 400, Error: "malformed write request", Worker: w.opts.ID}, nil, nil
+	}
+	if r, ok, err := b.Lookup(ctx, req.ID); err != nil {
+		return nil, nil, err
+	} else if ok {
+		return r, nil, nil // exactly once: a redelivered write gets its first reply
+	}
+	op, ok := w.ops[req.Op]
+	if !ok || op.kind != pluginapi.Write {
+		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown write operation %q", req.Op), Worker: w.opts.ID}, nil, nil
+	}
+	var result json.RawMessage
+	stmts, err := b.Savepoint(ctx, func(db pluginapi.DB) error {
+		octx, cancel := context.WithTimeout(ctx, w.opts.OpTimeout)
+		defer cancel()
+		res, err := op.handler.Execute(octx, req.Op, req.Params, db)
+		if err != nil {
+			return err
+		}
+		if !json.Valid(res) {
+			return fmt.Errorf("handler returned invalid JSON")
+		}
+		result = res
+		return nil
+	})
+	reply := &wire.Reply{Status: 200, Result: result, Worker: w.opts.ID}
+	if err != nil {
+		if pe, ok := pluginapi.AsError(err); ok {
+			reply = refusal(pe, w.opts.ID)
+			stmts = nil
+		} else {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			w.log.Error("handler failed", "op", req.Op, "handler", op.name, "err", err)
+			return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.name, req.Op, err), Handler: op.name, Worker: w.opts.ID}, nil, nil
+		}
+	}
+	e := &wire.Entry{Seq: b.Seq() + 1, Epoch: epoch, Kind: wire.KindWrite, WriteID: req.ID, Stmts: stmts, Reply: reply}
+	reply.Seq = e.Seq
+	if err := b.Append(ctx, *e); err != nil {
+		return nil, nil, err
+	}
+	return reply, e, nil
+}
+
+func refusal(pe *pluginapi.Error, worker string) *wire.Reply {
+	status := 400
+	switch pe.Code {
+	case pluginapi.CodeNotFound:
+		status = 404
+	case pluginapi.CodeConflict:
+		status = 409
+	}
+	return &wire.Reply{Status: status, Code: string(pe.Code), Error: pe.Message, Worker: worker}
+}
+
+// runRepairServer answers slaves' requests for log ranges and snapshots.
+func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open repair channel: %w", err)
+	}
+	defer ch.Close()
+	deliveries, err := ch.Consume(w.names.RepairQ, "repair-"+w.opts.ID, true, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", w.names.RepairQ, err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("repair consumer closed")
+			}
+			w.reply(ctx, replies, d, mustJSON(w.serveRepair(ctx, d)))
+		}
+	}
+}
+
+func (w *Worker) serveRepair(ctx context.Context, d amqp.Delivery) wire.RepairReply {
+	w.mu.Lock()
+	epoch := w.masterEpoch
+	w.mu.Unlock()
+	var req wire.RepairRequest
+	if err := json.Unmarshal(d.Body, &req); err != nil {
+		return wire.RepairReply{Epoch: epoch, Error: "malformed repair request"}
+	}
+	st := w.store.Load()
+	if req.Snapshot {
+		tmp := filepath.Join(w.opts.DataDir, "snapshot-"+uuid.NewString()+".db")
+		defer os.Remove(tmp)
+		start := time.Now()
+		seq, err := st.Snapshot(ctx, tmp)
+		if err != nil {
+			return wire.RepairReply{Epoch: epoch, Error: err.Error()}
+		}
+		data, err := os.ReadFile(tmp)
+		if err != nil {
+			return wire.RepairReply{Epoch: epoch, Error: err.Error()}
+		}
+		w.log.Info("snapshot served", "to", req.Worker, "seq", seq, "bytes", len(data), "took", time.Since(start).Round(time.Millisecond))
+		return wire.RepairReply{Epoch: epoch, Snapshot: data, SnapshotSeq: seq}
+	}
+	limit := req.Limit
+	if limit <= 0 || limit > 2000 {
+		limit = 2000
+	}
+	entries, ok, err := st.LogFrom(ctx, req.From, limit)
+	if err != nil {
+		return wire.RepairReply{Epoch: epoch, Error: err.Error()}
+	}
+	return wire.RepairReply{Epoch: epoch, Entries: entries, Truncated: !ok}
+}

@@ -1,0 +1,400 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
+	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
+)
+
+// HeaderDeadline carries a read's deadline (Unix milliseconds).
+const HeaderDeadline = "x-deadline-ms"
+
+// runApplier applies the sync stream. It is the only writer of a slave's
+// database, so entries are applied strictly one after another.
+func (w *Worker) runApplier(ctx context.Context, needSnapshot bool) error {
+	if needSnapshot {
+		if err := w.resync(ctx); err != nil {
+			return err
+		}
+	}
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d := <-w.syncIn:
+			if err := w.handleSync(ctx, d); err != nil && ctx.Err() == nil {
+				w.log.Warn("sync apply failed; will repair", "err", err)
+				signalChan(w.kick)
+			}
+		case <-w.kick:
+			if w.isSlave() {
+				seq, _ := w.store.Load().Applied()
+				if err := w.repairFrom(ctx, seq+1); err != nil && ctx.Err() == nil {
+					w.log.Warn("repair failed", "err", err)
+				}
+			}
+		case <-tick.C:
+			// Idle slaves poll the master's log now and then, so a gap left
+			// by a lost sync message is closed even when no write follows.
+			if w.isSlave() && len(w.syncIn) == 0 {
+				seq, _ := w.store.Load().Applied()
+				_ = w.repairFrom(ctx, seq+1)
+			}
+		}
+	}
+}
+
+// isSlave reports whether this worker is a ready slave of a known master
+// (the only state in which asking the master for repairs makes sense).
+func (w *Worker) isSlave() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.role == wire.RoleSlave && w.state == wire.StateReady && !w.promoting &&
+		w.masterID != "" && w.masterID != w.opts.ID
+}
+
+func (w *Worker) handleSync(ctx context.Context, d amqp.Delivery) error {
+	var b wire.SyncBatch
+	if err := json.Unmarshal(d.Body, &b); err != nil {
+		return fmt.Errorf("decode sync batch: %w", err)
+	}
+	if b.Barrier != "" {
+		w.mu.Lock()
+		if b.Barrier == w.barrier && w.barrierSeen != nil {
+			close(w.barrierSeen)
+			w.barrierSeen = nil
+		}
+		w.mu.Unlock()
+		return nil
+	}
+	role, state, _ := w.roleState()
+	if role == wire.RoleMaster || state != wire.StateReady {
+		// A master ignores the stream (its own batches come back to it). A
+		// syncing slave gets everything from its snapshot and the repair.
+		return nil
+	}
+	w.noteEpoch(b.Epoch)
+	return w.applyStream(ctx, b.Entries)
+}
+
+// applyStream applies entries that continue the store's sequence, skips
+// duplicates and entries of deposed masters, repairs gaps, and resyncs from
+// a snapshot when it finds that it holds an entry the current master does
+// not (divergence after a failover).
+func (w *Worker) applyStream(ctx context.Context, entries []wire.Entry) error {
+	st := w.store.Load()
+	seq, epoch := st.Applied()
+	var next []wire.Entry
+	flush := func() error {
+		if len(next) == 0 {
+			return nil
+		}
+		err := st.ApplyEntries(ctx, next)
+		next = nil
+		seq, epoch = st.Applied()
+		return err
+	}
+	for _, e := range entries {
+		top := seq + uint64(len(next))
+		switch {
+		case e.Seq <= top:
+			if e.Seq > seq {
+				continue // already queued in next
+			}
+			ep, found, err := st.EntryEpoch(ctx, e.Seq)
+			if err != nil {
+				return err
+			}
+			if found && e.Epoch > ep {
+				w.log.Warn("diverged from the new master; resyncing from a snapshot", "seq", e.Seq, "mine_epoch", ep, "master_epoch", e.Epoch)
+				return w.resync(ctx)
+			}
+		case e.Epoch < epoch:
+			// From a deposed master: never applied.
+			w.log.Warn("ignoring entry of a deposed master", "seq", e.Seq, "epoch", e.Epoch, "current", epoch)
+		case e.Seq == top+1:
+			next = append(next, e)
+		default:
+			if err := flush(); err != nil {
+				return err
+			}
+			w.log.Info("gap in the sync stream; repairing", "have", seq, "got", e.Seq)
+			if err := w.repairFrom(ctx, seq+1); err != nil {
+				return err
+			}
+			st = w.store.Load()
+			seq, epoch = st.Applied()
+			if e.Seq == seq+1 && e.Epoch >= epoch {
+				next = append(next, e)
+			}
+		}
+	}
+	return flush()
+}
+
+// repairFrom fetches log entries from the master, from seq from on, and
+// applies them; if the master no longer has them it resyncs.
+func (w *Worker) repairFrom(ctx context.Context, from uint64) error {
+	for {
+		var r wire.RepairReply
+		if err := w.callRepair(ctx, wire.RepairRequest{From: from, Limit: 2000, Worker: w.opts.ID}, 3*time.Second, &r); err != nil {
+			return err
+		}
+		if r.Truncated {
+			w.log.Info("master's log no longer reaches back; resyncing from a snapshot", "from", from)
+			return w.resync(ctx)
+		}
+		st := w.store.Load()
+		seq, epoch := st.Applied()
+		var apply []wire.Entry
+		for _, e := range r.Entries {
+			if e.Seq == seq+uint64(len(apply))+1 && e.Epoch >= epoch {
+				apply = append(apply, e)
+			}
+		}
+		if len(apply) == 0 {
+			return nil
+		}
+		if err := st.ApplyEntries(ctx, apply); err != nil {
+			return err
+		}
+		from = apply[len(apply)-1].Seq + 1
+		if len(r.Entries) < 2000 {
+			return nil
+		}
+	}
+}
+
+func (w *Worker) callRepair(ctx context.Context, req wire.RepairRequest, timeout time.Duration, out *wire.RepairReply) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.promoted:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	d, err := w.caller.Call(ctx, mq.Message{Key: w.names.RepairQ, Type: wire.TypeRepair, Body: mustJSON(req)})
+	if err != nil {
+		return fmt.Errorf("repair call: %w", err)
+	}
+	if err := json.Unmarshal(d.Body, out); err != nil {
+		return fmt.Errorf("decode repair reply: %w", err)
+	}
+	if out.Error != "" {
+		return fmt.Errorf("master: %s", out.Error)
+	}
+	w.mu.Lock()
+	known := w.knownEpoch
+	w.mu.Unlock()
+	if out.Epoch < known {
+		return fmt.Errorf("repair answered by a deposed master (epoch %d < %d)", out.Epoch, known)
+	}
+	return nil
+}
+
+// resync replaces this worker's database with a snapshot of the master's
+// and resumes the stream from the snapshot's sequence number. Reads stop
+// meanwhile.
+func (w *Worker) resync(ctx context.Context) error {
+	w.setState(wire.StateSyncing)
+	backoff := 200 * time.Millisecond
+	for {
+		start := time.Now()
+		var r wire.RepairReply
+		err := w.callRepair(ctx, wire.RepairRequest{Snapshot: true, Worker: w.opts.ID}, 60*time.Second, &r)
+		if err == nil {
+			err = w.install(r.Snapshot)
+		}
+		if err == nil {
+			seq, _ := w.store.Load().Applied()
+			w.log.Info("snapshot loaded", "seq", seq, "bytes", len(r.Snapshot), "took", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Warn("snapshot not loaded; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 3*time.Second)
+	}
+	// Entries that arrived meanwhile are still queued in syncIn and are
+	// filtered against the snapshot's sequence number as they are applied;
+	// anything published before we bound our queue is in the snapshot.
+	w.setState(wire.StateReady)
+	signalChan(w.kick)
+	return nil
+}
+
+// install swaps the database file for snapshot.
+func (w *Worker) install(snapshot []byte) error {
+	if len(snapshot) == 0 {
+		return errors.New("empty snapshot")
+	}
+	path := w.dbPath()
+	tmp := path + ".incoming"
+	if err := writeFileSync(tmp, snapshot); err != nil {
+		return err
+	}
+	w.readMu.Lock()
+	defer w.readMu.Unlock()
+	if err := w.store.Load().Close(); err != nil {
+		w.log.Warn("closing old database", "err", err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove old database: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("install snapshot: %w", err)
+	}
+	st, err := OpenStore(path)
+	if err != nil {
+		return err
+	}
+	w.store.Store(st)
+	return nil
+}
+
+func writeFileSync(path string, data []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// runReads consumes readQ, one unacked read at a time, so RabbitMQ spreads
+// reads round-robin over the slaves. A read is acked after its reply is
+// published; a slave that dies mid-read leaves it unacked, and RabbitMQ
+// gives it to another slave.
+func (w *Worker) runReads(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open read channel: %w", err)
+	}
+	defer ch.Close()
+	if err := ch.Qos(1, 0, false); err != nil {
+		return fmt.Errorf("qos: %w", err)
+	}
+	deliveries, err := ch.Consume(w.names.ReadQ, "read-"+w.opts.ID, false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", w.names.ReadQ, err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("read consumer closed")
+			}
+			r := w.serveRead(ctx, d)
+			if r == nil { // stopping: let another slave answer
+				_ = ch.Nack(d.DeliveryTag, false, true)
+				return nil
+			}
+			w.reply(ctx, replies, d, mustJSON(r))
+			if err := ch.Ack(d.DeliveryTag, false); err != nil {
+				return fmt.Errorf("ack read: %w", err)
+			}
+		}
+	}
+}
+
+func (w *Worker) serveRead(ctx context.Context, d amqp.Delivery) *wire.Reply {
+	var req wire.ReadRequest
+	if d.Type != wire.TypeRead || json.Unmarshal(d.Body, &req) != nil || req.Op == "" {
+		return &wire.Reply{Status: 400, Error: "malformed read request", Worker: w.opts.ID}
+	}
+	op, ok := w.ops[req.Op]
+	if !ok || op.kind != pluginapi.Read {
+		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown read operation %q", req.Op), Worker: w.opts.ID}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	if v, ok := d.Headers[HeaderDeadline]; ok {
+		if ms, err := toInt64(v); err == nil {
+			deadline = time.UnixMilli(ms)
+		}
+	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if seq, _ := w.store.Load().Applied(); seq < req.MinSeq {
+		// The write is committed on the master; normally it is in flight
+		// on our sync queue. If it does not show up soon, ask the master.
+		nudge := time.AfterFunc(150*time.Millisecond, func() { signalChan(w.kick) })
+		err := w.store.Load().WaitApplied(rctx, req.MinSeq)
+		nudge.Stop()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			seq, _ := w.store.Load().Applied()
+			return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
+		}
+	}
+	w.readMu.RLock()
+	defer w.readMu.RUnlock()
+	st := w.store.Load()
+	seq, _ := st.Applied()
+	db, done, err := st.Reader(rctx)
+	if err != nil {
+		return &wire.Reply{Status: 503, Error: err.Error(), Worker: w.opts.ID}
+	}
+	defer done()
+	octx, ocancel := context.WithTimeout(rctx, w.opts.OpTimeout)
+	defer ocancel()
+	res, err := op.handler.Execute(octx, req.Op, req.Params, db)
+	if err != nil {
+		if pe, ok := pluginapi.AsError(err); ok {
+			r := refusal(pe, w.opts.ID)
+			r.Seq = seq
+			return r
+		}
+		w.log.Error("handler failed", "op", req.Op, "handler", op.name, "err", err)
+		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.name, req.Op, err), Handler: op.name, Worker: w.opts.ID}
+	}
+	if !json.Valid(res) {
+		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.name, req.Op), Handler: op.name, Worker: w.opts.ID}
+	}
+	return &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID}
+}
+
+func toInt64(v any) (int64, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case int32:
+		return int64(x), nil
+	case int:
+		return int64(x), nil
+	case string:
+		return strconv.ParseInt(x, 10, 64)
+	}
+	return 0, fmt.Errorf("not an integer: %T", v)
+}

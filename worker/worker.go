@@ -1,0 +1,442 @@
+// Package worker is the DBaaS worker: one binary that is a master or a
+// slave at run time, each with its own SQLite database.
+//
+// The master consumes writeQ, runs each write's handler inside one group
+// commit, logs what it executed, publishes the committed entries on the
+// sync fanout with publisher confirms, and only then acks and replies.
+// Slaves apply the sync stream strictly in sequence order, repair gaps from
+// the master, and answer reads from readQ once they have applied what the
+// read asks for. A new slave starts from a consistent snapshot of the
+// master. See DESIGN.md beside this file for why it is built this way.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
+	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
+	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
+)
+
+// ErrFenced is returned by Run when this worker learnt that another worker
+// was made master in its place. The process must exit: its database may
+// hold entries the new master never had.
+var ErrFenced = errors.New("fenced: another worker is master")
+
+// Options configure a Worker.
+type Options struct {
+	ID             string // unique worker id (znode name)
+	DataDir        string // directory of this worker's database
+	AMQPURL        string
+	ZKServers      []string
+	ZKRoot         string // e.g. /rideshare
+	ZKTimeout      time.Duration
+	QueuePrefix    string
+	Handlers       []pluginapi.Handler
+	Logger         *slog.Logger
+	OpTimeout      time.Duration // per handler call
+	BatchMax       int           // most writes in one group commit
+	PublishTimeout time.Duration // sync publish confirm deadline
+}
+
+func (o *Options) defaults() {
+	if o.ZKRoot == "" {
+		o.ZKRoot = "/rideshare"
+	}
+	if o.ZKTimeout == 0 {
+		o.ZKTimeout = 2 * time.Second
+	}
+	if o.OpTimeout == 0 {
+		o.OpTimeout = 5 * time.Second
+	}
+	if o.BatchMax == 0 {
+		o.BatchMax = 128
+	}
+	if o.PublishTimeout == 0 {
+		o.PublishTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+type opEntry struct {
+	handler pluginapi.Handler
+	name    string // handler name
+	kind    pluginapi.Kind
+}
+
+// Worker is one DBaaS worker process.
+type Worker struct {
+	opts     Options
+	log      *slog.Logger
+	names    mq.Names
+	pid      int
+	ops      map[string]opEntry
+	infos    []pluginapi.Info
+	store    atomic.Pointer[Store]
+	readMu   sync.RWMutex // reads hold it shared; a snapshot install exclusively
+	zks      *zkutil.Session
+	caller   *mq.Caller
+	syncIn   chan amqp091Delivery
+	kick     chan struct{} // ask the applier to repair now
+	fatal    chan error
+	fatalOne sync.Once
+
+	mu          sync.Mutex
+	role        string // wire.RoleSlave or wire.RoleMaster
+	state       string // wire.StateSyncing or wire.StateReady
+	promoting   bool
+	masterEpoch uint64        // epoch this worker was promoted in
+	knownEpoch  uint64        // highest epoch seen anywhere
+	masterID    string        // who the master record names
+	promoted    chan struct{} // closed when this worker starts its promotion
+	roleChanged chan struct{} // tells the AMQP session to re-pick consumers
+	zkNudge     chan struct{} // tells the ZK loop to publish the znode now
+	barrier     string
+	barrierSeen chan struct{}
+	syncPub     *publisher // set while an AMQP session is up
+}
+
+// New prepares a worker; Run starts it.
+func New(opts Options) (*Worker, error) {
+	opts.defaults()
+	if opts.ID == "" || opts.DataDir == "" || opts.AMQPURL == "" || len(opts.ZKServers) == 0 {
+		return nil, errors.New("worker: ID, DataDir, AMQPURL and ZKServers are required")
+	}
+	w := &Worker{
+		opts:        opts,
+		log:         opts.Logger.With("worker", opts.ID),
+		names:       mq.NewNames(opts.QueuePrefix),
+		pid:         os.Getpid(),
+		ops:         map[string]opEntry{},
+		syncIn:      make(chan amqp091Delivery, 256),
+		kick:        make(chan struct{}, 1),
+		fatal:       make(chan error, 1),
+		role:        wire.RoleSlave,
+		state:       wire.StateSyncing,
+		roleChanged: make(chan struct{}, 1),
+		zkNudge:     make(chan struct{}, 1),
+		promoted:    make(chan struct{}),
+	}
+	w.caller = mq.NewCaller(w.log.With("subsystem", "rpc"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, h := range opts.Handlers {
+		info, err := h.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("handler info: %w", err)
+		}
+		for _, op := range info.Ops {
+			if prev, dup := w.ops[op.Name]; dup {
+				return nil, fmt.Errorf("operation %q is served by both %s and %s", op.Name, prev.name, info.Name)
+			}
+			if op.Kind != pluginapi.Read && op.Kind != pluginapi.Write {
+				return nil, fmt.Errorf("operation %q of %s has unknown kind %q", op.Name, info.Name, op.Kind)
+			}
+			w.ops[op.Name] = opEntry{handler: h, name: info.Name, kind: op.Kind}
+		}
+		w.infos = append(w.infos, info)
+	}
+	return w, nil
+}
+
+func (w *Worker) dbPath() string { return filepath.Join(w.opts.DataDir, "db.sqlite") }
+
+// die records the first fatal error; Run returns it.
+func (w *Worker) die(err error) {
+	w.fatalOne.Do(func() { w.fatal <- err })
+}
+
+// Run runs the worker until ctx ends or a fatal error (ErrFenced).
+func (w *Worker) Run(ctx context.Context) error {
+	if err := os.MkdirAll(w.opts.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := OpenStore(w.dbPath())
+	if err != nil {
+		return err
+	}
+	w.store.Store(st)
+	defer func() { w.store.Load().Close() }()
+
+	zks, err := zkutil.Connect(w.opts.ZKServers, w.opts.ZKTimeout, w.log.With("subsystem", "zk"))
+	if err != nil {
+		return err
+	}
+	w.zks = zks
+	defer zks.Close()
+	if err := zks.WaitSession(ctx, w.opts.ZKServers); err != nil {
+		return nil // stopped before ZooKeeper answered
+	}
+	if err := zkutil.EnsurePath(zks.Conn, wire.WorkersPath(w.opts.ZKRoot)); err != nil {
+		return err
+	}
+	// A cluster that never had a master starts from empty databases: every
+	// worker is ready at sequence 0. Otherwise this worker must first load
+	// a snapshot of the master.
+	rec, exists, err := w.readMaster()
+	if err != nil {
+		return err
+	}
+	needSnapshot := exists
+	if !exists {
+		w.setState(wire.StateReady)
+	} else {
+		w.noteEpoch(rec.Epoch)
+	}
+	w.log.Info("worker starting", "pid", w.pid, "data", w.opts.DataDir, "snapshot_first", needSnapshot)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				w.die(fmt.Errorf("%s: %w", name, err))
+			}
+		}()
+	}
+	sup := mq.NewSupervisor(w.opts.AMQPURL, "worker-"+w.opts.ID, w.log.With("subsystem", "amqp"), w.session)
+	run("amqp", sup.Run)
+	run("zk", w.runZK)
+	run("applier", func(ctx context.Context) error { return w.runApplier(ctx, needSnapshot) })
+
+	var result error
+	select {
+	case <-ctx.Done():
+	case result = <-w.fatal:
+		w.log.Error("worker stopping", "err", result)
+	}
+	cancel()
+	wg.Wait()
+	return result
+}
+
+func (w *Worker) setState(s string) {
+	w.mu.Lock()
+	w.state = s
+	w.mu.Unlock()
+	w.changed()
+}
+
+// changed tells the AMQP session and the ZK loop that role or state moved.
+func (w *Worker) changed() {
+	signalChan(w.roleChanged)
+	signalChan(w.zkNudge)
+}
+
+func (w *Worker) roleState() (role, state string, promoting bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.role, w.state, w.promoting
+}
+
+func (w *Worker) noteEpoch(e uint64) {
+	w.mu.Lock()
+	if e > w.knownEpoch {
+		w.knownEpoch = e
+	}
+	w.mu.Unlock()
+}
+
+func signalChan(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Worker) readMaster() (wire.MasterRecord, bool, error) {
+	data, _, err := w.zks.Conn.Get(wire.MasterPath(w.opts.ZKRoot))
+	if errors.Is(err, zk.ErrNoNode) {
+		return wire.MasterRecord{}, false, nil
+	}
+	if err != nil {
+		return wire.MasterRecord{}, false, fmt.Errorf("read master record: %w", err)
+	}
+	var rec wire.MasterRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return wire.MasterRecord{}, false, fmt.Errorf("decode master record: %w", err)
+	}
+	return rec, true, nil
+}
+
+func (w *Worker) info() wire.WorkerInfo {
+	w.mu.Lock()
+	role, state, ep := w.role, w.state, w.masterEpoch
+	w.mu.Unlock()
+	seq, logEp := w.store.Load().Applied()
+	if role != wire.RoleMaster {
+		ep = logEp
+	}
+	return wire.WorkerInfo{ID: w.opts.ID, PID: w.pid, Role: role, State: state, Applied: seq, Epoch: ep}
+}
+
+// runZK keeps this worker's ephemeral znode true (re-creating it after a
+// session expiry) and follows the master record.
+func (w *Worker) runZK(ctx context.Context) error {
+	node := wire.WorkersPath(w.opts.ZKRoot) + "/" + w.opts.ID
+	var last wire.WorkerInfo
+	registered := false
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		if !w.zks.HasSession() {
+			if role, _, _ := w.roleState(); role == wire.RoleMaster {
+				// Curator's rule: while disconnected a master must act as if it
+				// might no longer be master. The write loop checks the record
+				// before every commit, which fails while disconnected.
+				w.log.Warn("zookeeper disconnected while master; commits pause until it is back")
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-w.zks.Changed():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if _, isNew := w.zks.NewSessionID(); isNew {
+			if role, _, _ := w.roleState(); role == wire.RoleMaster && registered {
+				// Our session expired: the orchestrator saw this master vanish
+				// and may have elected another. Step down for good.
+				return ErrFenced
+			}
+			registered = false
+		}
+		if !registered {
+			last = w.info()
+			if err := w.register(node, last); err != nil {
+				w.log.Warn("register znode failed; retrying", "err", err)
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			registered = true
+			w.log.Info("registered in zookeeper", "node", node, "role", last.Role, "state", last.State)
+		}
+		data, _, ev, err := w.getMasterW()
+		if err != nil {
+			w.log.Warn("watch master record failed; retrying", "err", err)
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if data != nil {
+			if err := w.onMasterRecord(ctx, *data); err != nil {
+				return err
+			}
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-ev:
+				break wait
+			case <-w.zks.Changed():
+				break wait
+			case <-w.zkNudge:
+				if cur := w.info(); cur != last {
+					if _, err := w.zks.Conn.Set(node, mustJSON(cur), -1); err == nil {
+						last = cur
+					}
+				}
+			case <-tick.C:
+				if cur := w.info(); cur != last {
+					if _, err := w.zks.Conn.Set(node, mustJSON(cur), -1); err != nil {
+						w.log.Debug("update znode failed", "err", err)
+						break wait
+					}
+					last = cur
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (w *Worker) register(node string, info wire.WorkerInfo) error {
+	// A znode left by our previous (expired or expiring) session is deleted
+	// first; the ephemeral we create belongs to the current session.
+	if err := w.zks.Conn.Delete(node, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("delete stale %s: %w", node, err)
+	}
+	_, err := w.zks.Conn.Create(node, mustJSON(info), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", node, err)
+	}
+	return nil
+}
+
+func (w *Worker) getMasterW() (*wire.MasterRecord, <-chan zk.Event, <-chan zk.Event, error) {
+	p := wire.MasterPath(w.opts.ZKRoot)
+	data, _, ev, err := w.zks.Conn.GetW(p)
+	if errors.Is(err, zk.ErrNoNode) {
+		// Only ExistsW sees the node being created.
+		ok, _, ev, err := w.zks.Conn.ExistsW(p)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if ok {
+			return w.getMasterW()
+		}
+		return nil, nil, ev, nil
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var rec wire.MasterRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, nil, nil, fmt.Errorf("decode master record: %w", err)
+	}
+	return &rec, nil, ev, nil
+}
+
+// onMasterRecord reacts to the master record: promotes this worker when it
+// is named with a new epoch, fences it when another worker is named.
+func (w *Worker) onMasterRecord(ctx context.Context, rec wire.MasterRecord) error {
+	w.noteEpoch(rec.Epoch)
+	w.mu.Lock()
+	w.masterID = rec.ID
+	role, myEpoch, promoting := w.role, w.masterEpoch, w.promoting
+	w.mu.Unlock()
+	switch {
+	case rec.ID == w.opts.ID && role == wire.RoleMaster && rec.Epoch == myEpoch:
+		return nil
+	case rec.ID == w.opts.ID && rec.Epoch > myEpoch && !promoting:
+		w.mu.Lock()
+		w.promoting = true
+		w.mu.Unlock()
+		close(w.promoted) // abandon any repair call: we are the master now
+		w.changed()
+		go func() {
+			if err := w.promote(ctx, rec.Epoch); err != nil && ctx.Err() == nil {
+				w.die(fmt.Errorf("promotion to epoch %d: %w", rec.Epoch, err))
+			}
+		}()
+	case role == wire.RoleMaster && (rec.ID != w.opts.ID || rec.Epoch != myEpoch):
+		return ErrFenced
+	}
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only called with plain structs
+	}
+	return b
+}
