@@ -335,7 +335,7 @@ func TestE2E_RabbitMQUnreachable(t *testing.T) {
 	o, err := orchestrator.New(orchestrator.Options{
 		Listen: "127.0.0.1:0", AMQPURL: "amqp://127.0.0.1:1/", ZKServers: testenv.ZKServers(),
 		ZKRoot: "/test-" + name, QueuePrefix: name + ".", Runtime: rt, WriteTimeout: 3 * time.Second,
-		Scale: orchestrator.ScaleOptions{MinSlaves: 1},
+		Scale:  orchestrator.ScaleOptions{MinSlaves: 1},
 		Logger: testLogger(t),
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/google/uuid"
@@ -96,7 +97,7 @@ func (w *Worker) drainSync(ctx context.Context, timeout time.Duration) error {
 // entries of the log, so slaves get the schema through replication.
 func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.Entry, error) {
 	var out []wire.Entry
-	for _, info := range w.infos {
+	for _, info := range w.reg.Infos() {
 		for _, m := range info.Migrations {
 			var n int64
 			if err := b.tx.QueryRowContext(ctx, `SELECT count(*) FROM _migrations WHERE handler = ? AND version = ?`, info.Name, m.Version).Scan(&n); err != nil {
@@ -175,17 +176,23 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *
 			}
 			batch = append(batch, d)
 		}
-		// Group commit: take whatever else has already arrived.
-	drain:
-		for len(batch) < w.opts.BatchMax {
+		// Group commit: take whatever else has already arrived. amqp091
+		// hands deliveries over one at a time through an unbuffered channel
+		// from its own goroutine, so an empty receive may only mean that
+		// goroutine has not run yet: yield a few times before calling the
+		// batch complete.
+		for idle := 0; idle < 3 && len(batch) < w.opts.BatchMax; {
 			select {
 			case d, ok := <-deliveries:
 				if !ok {
-					break drain
+					idle = 3
+					break
 				}
 				batch = append(batch, d)
+				idle = 0
 			default:
-				break drain
+				idle++
+				runtime.Gosched()
 			}
 		}
 		if err := w.commitBatch(ctx, epoch, ch, replies, batch); err != nil {
@@ -196,6 +203,7 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *
 
 func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel, replies *publisher, batch []amqp.Delivery) error {
 	last := batch[len(batch)-1].DeliveryTag
+	start := time.Now()
 	// Hold the batch until the fence check passes: while ZooKeeper is
 	// unreachable we cannot know whether we are still master.
 	for {
@@ -238,6 +246,7 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel
 		_ = ch.Nack(last, true, true)
 		return err
 	}
+	committed := time.Now()
 	if len(entries) > 0 {
 		if err := w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
 			// Committed but not confirmed on the sync stream: do not ack.
@@ -252,6 +261,8 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel
 	for i, d := range batch {
 		w.reply(ctx, replies, d, mustJSON(out[i]))
 	}
+	w.log.Debug("batch committed", "writes", len(batch), "seq", b.Seq(),
+		"commit", committed.Sub(start), "total", time.Since(start))
 	return nil
 }
 
@@ -271,15 +282,15 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.
 	} else if ok {
 		return r, nil, nil // exactly once: a redelivered write gets its first reply
 	}
-	op, ok := w.ops[req.Op]
-	if !ok || op.kind != pluginapi.Write {
+	op, ok := w.reg.Lookup(req.Op)
+	if !ok || op.Kind != pluginapi.Write {
 		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown write operation %q", req.Op), Worker: w.opts.ID}, nil, nil
 	}
 	var result json.RawMessage
 	stmts, err := b.Savepoint(ctx, func(db pluginapi.DB) error {
 		octx, cancel := context.WithTimeout(ctx, w.opts.OpTimeout)
 		defer cancel()
-		res, err := op.handler.Execute(octx, req.Op, req.Params, db)
+		res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
 		if err != nil {
 			return err
 		}
@@ -298,8 +309,8 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
-			w.log.Error("handler failed", "op", req.Op, "handler", op.name, "err", err)
-			return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.name, req.Op, err), Handler: op.name, Worker: w.opts.ID}, nil, nil
+			w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
+			return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}, nil, nil
 		}
 	}
 	e := &wire.Entry{Seq: b.Seq() + 1, Epoch: epoch, Kind: wire.KindWrite, WriteID: req.ID, Stmts: stmts, Reply: reply}

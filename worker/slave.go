@@ -332,8 +332,8 @@ func (w *Worker) serveRead(ctx context.Context, d amqp.Delivery) *wire.Reply {
 	if d.Type != wire.TypeRead || json.Unmarshal(d.Body, &req) != nil || req.Op == "" {
 		return &wire.Reply{Status: 400, Error: "malformed read request", Worker: w.opts.ID}
 	}
-	op, ok := w.ops[req.Op]
-	if !ok || op.kind != pluginapi.Read {
+	op, ok := w.reg.Lookup(req.Op)
+	if !ok || op.Kind != pluginapi.Read {
 		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown read operation %q", req.Op), Worker: w.opts.ID}
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -369,18 +369,18 @@ func (w *Worker) serveRead(ctx context.Context, d amqp.Delivery) *wire.Reply {
 	defer done()
 	octx, ocancel := context.WithTimeout(rctx, w.opts.OpTimeout)
 	defer ocancel()
-	res, err := op.handler.Execute(octx, req.Op, req.Params, db)
+	res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
 	if err != nil {
 		if pe, ok := pluginapi.AsError(err); ok {
 			r := refusal(pe, w.opts.ID)
 			r.Seq = seq
 			return r
 		}
-		w.log.Error("handler failed", "op", req.Op, "handler", op.name, "err", err)
-		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.name, req.Op, err), Handler: op.name, Worker: w.opts.ID}
+		w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
+		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}
 	}
 	if !json.Valid(res) {
-		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.name, req.Op), Handler: op.name, Worker: w.opts.ID}
+		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.HandlerName, req.Op), Handler: op.HandlerName, Worker: w.opts.ID}
 	}
 	return &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID}
 }

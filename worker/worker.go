@@ -26,7 +26,6 @@ import (
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
-	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
 
 // ErrFenced is returned by Run when this worker learnt that another worker
@@ -43,7 +42,7 @@ type Options struct {
 	ZKRoot         string // e.g. /rideshare
 	ZKTimeout      time.Duration
 	QueuePrefix    string
-	Handlers       []pluginapi.Handler
+	Registry       Registry // resolves operations to handlers
 	Logger         *slog.Logger
 	OpTimeout      time.Duration // per handler call
 	BatchMax       int           // most writes in one group commit
@@ -71,20 +70,13 @@ func (o *Options) defaults() {
 	}
 }
 
-type opEntry struct {
-	handler pluginapi.Handler
-	name    string // handler name
-	kind    pluginapi.Kind
-}
-
 // Worker is one DBaaS worker process.
 type Worker struct {
 	opts     Options
 	log      *slog.Logger
 	names    mq.Names
 	pid      int
-	ops      map[string]opEntry
-	infos    []pluginapi.Info
+	reg      Registry
 	store    atomic.Pointer[Store]
 	readMu   sync.RWMutex // reads hold it shared; a snapshot install exclusively
 	zks      *zkutil.Session
@@ -112,15 +104,15 @@ type Worker struct {
 // New prepares a worker; Run starts it.
 func New(opts Options) (*Worker, error) {
 	opts.defaults()
-	if opts.ID == "" || opts.DataDir == "" || opts.AMQPURL == "" || len(opts.ZKServers) == 0 {
-		return nil, errors.New("worker: ID, DataDir, AMQPURL and ZKServers are required")
+	if opts.ID == "" || opts.DataDir == "" || opts.AMQPURL == "" || len(opts.ZKServers) == 0 || opts.Registry == nil {
+		return nil, errors.New("worker: ID, DataDir, AMQPURL, ZKServers and Registry are required")
 	}
 	w := &Worker{
 		opts:        opts,
 		log:         opts.Logger.With("worker", opts.ID),
 		names:       mq.NewNames(opts.QueuePrefix),
 		pid:         os.Getpid(),
-		ops:         map[string]opEntry{},
+		reg:         opts.Registry,
 		syncIn:      make(chan amqp091Delivery, 256),
 		kick:        make(chan struct{}, 1),
 		fatal:       make(chan error, 1),
@@ -131,24 +123,6 @@ func New(opts Options) (*Worker, error) {
 		promoted:    make(chan struct{}),
 	}
 	w.caller = mq.NewCaller(w.log.With("subsystem", "rpc"))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, h := range opts.Handlers {
-		info, err := h.Info(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("handler info: %w", err)
-		}
-		for _, op := range info.Ops {
-			if prev, dup := w.ops[op.Name]; dup {
-				return nil, fmt.Errorf("operation %q is served by both %s and %s", op.Name, prev.name, info.Name)
-			}
-			if op.Kind != pluginapi.Read && op.Kind != pluginapi.Write {
-				return nil, fmt.Errorf("operation %q of %s has unknown kind %q", op.Name, info.Name, op.Kind)
-			}
-			w.ops[op.Name] = opEntry{handler: h, name: info.Name, kind: op.Kind}
-		}
-		w.infos = append(w.infos, info)
-	}
 	return w, nil
 }
 

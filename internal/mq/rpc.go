@@ -175,6 +175,7 @@ func (c *Caller) Call(ctx context.Context, m Message) (amqp.Delivery, error) {
 		if err != nil {
 			return amqp.Delivery{}, err
 		}
+		t0 := time.Now()
 		if err := s.publish(ctx, corr, m); err != nil {
 			if ctx.Err() != nil {
 				return amqp.Delivery{}, fmt.Errorf("%w: publish: %w", ErrUnavailable, err)
@@ -187,8 +188,10 @@ func (c *Caller) Call(ctx context.Context, m Message) (amqp.Delivery, error) {
 			}
 			continue
 		}
+		t1 := time.Now()
 		select {
 		case d := <-wait:
+			c.log.Debug("call", "key", m.Key, "confirm", t1.Sub(t0), "reply", time.Since(t1))
 			if d.Type == "returned" {
 				return amqp.Delivery{}, fmt.Errorf("%w: request was unroutable", ErrUnavailable)
 			}

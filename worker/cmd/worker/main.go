@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"os"
@@ -11,7 +12,6 @@ import (
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 	"github.com/rideshare-dbaas/rideshare/worker"
-	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 	"github.com/rideshare-dbaas/rideshare/worker/plugins/rideshare"
 )
 
@@ -39,7 +39,11 @@ func main() {
 	}
 	opts.Logger = log
 	opts.ZKServers = zkutil.SplitServers(zk)
-	opts.Handlers = []pluginapi.Handler{rideshare.New()}
+	reg, err := worker.NewStaticRegistry(context.Background(), rideshare.New())
+	if err != nil {
+		cmdutil.Exit("worker", err, 2)
+	}
+	opts.Registry = reg
 	w, err := worker.New(opts)
 	if err != nil {
 		cmdutil.Exit("worker", err, 2)

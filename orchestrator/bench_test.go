@@ -1,0 +1,56 @@
+package orchestrator_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkDBaaS measures db/write and db/read through the orchestrator's
+// HTTP API against a real stack (RabbitMQ, ZooKeeper, worker processes),
+// with 1 and 16 concurrent clients. Results: docs/benchmarks.md.
+//
+//	go test -run '^$' -bench BenchmarkDBaaS -benchtime 2000x ./orchestrator/
+func BenchmarkDBaaS(b *testing.B) {
+	s := mustStartStack(b)
+	s.waitShape(1, 30*time.Second)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	post := func(path string, body any) {
+		j, _ := json.Marshal(body)
+		resp, err := client.Post(s.url+path, "application/json", bytes.NewReader(j))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	var n atomic.Int64
+	post("/api/v1/db/write", map[string]any{"op": "users.add", "params": map[string]any{"username": "bench", "password": "p"}})
+	for _, clients := range []int{1, 16} {
+		b.Run(fmt.Sprintf("write/clients=%d", clients), func(b *testing.B) {
+			b.SetParallelism(clients)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					post("/api/v1/db/write", map[string]any{"op": "rides.create", "params": map[string]any{
+						"created_by": "bench", "timestamp": 2000000000 + n.Add(1), "source": 1, "destination": 2}})
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("read/clients=%d", clients), func(b *testing.B) {
+			b.SetParallelism(clients)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					post("/api/v1/db/read", map[string]any{"op": "rides.get", "params": map[string]any{"rideId": 1 + n.Load()%100}})
+				}
+			})
+		})
+	}
+}
