@@ -226,6 +226,20 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Workers registered in ZooKeeper that the runtime does not know were
+	// started by an earlier orchestrator: adopt them rather than start more.
+	if ad, ok := c.o.rt.(Adopter); ok {
+		for id, info := range zkw {
+			if _, known := alive[id]; known {
+				continue
+			}
+			if ok, err := ad.Adopt(ctx, id, info.PID); err != nil {
+				c.log.Warn("adopt worker", "id", id, "err", err)
+			} else if ok {
+				alive[id] = info.PID
+			}
+		}
+	}
 	rec, version, exists, err := c.readMaster()
 	if err != nil {
 		return err

@@ -343,7 +343,7 @@ func TestE2E_RabbitMQUnreachable(t *testing.T) {
 	}
 	addr, _ := o.Listen()
 	done := runInBackground(t, o)
-	defer done()
+	defer func() { done(); _ = rt.Close(true) }()
 	s := &stack{t: t, url: "http://" + addr.String()}
 	start := time.Now()
 	st, m := s.write("users.add", map[string]any{"username": "x", "password": "p"})
@@ -354,4 +354,43 @@ func TestE2E_RabbitMQUnreachable(t *testing.T) {
 		t.Fatalf("503 took %s, longer than the write deadline", took)
 	}
 	cleanupZK(t, "/test-"+name)
+}
+
+// A restarted orchestrator adopts the workers the old one left running and
+// starts none twice.
+func TestE2E_OrchestratorRestartAdoptsWorkers(t *testing.T) {
+	s := mustStartStack(t)
+	s.write("users.add", map[string]any{"username": "before", "password": "p"})
+	before := s.waitShape(1, 20*time.Second)
+	s.stopOrchestrator(true) // as if it crashed: workers keep running
+	s.startOrchestrator()
+	s.waitReady(30 * time.Second)
+	after := s.waitShape(1, 20*time.Second)
+	if fmt.Sprint(pidsOf(before)) != fmt.Sprint(pidsOf(after)) {
+		t.Fatalf("workers changed across the restart: %v -> %v", pidsOf(before), pidsOf(after))
+	}
+	if st, m := s.write("users.add", map[string]any{"username": "after", "password": "p"}); st != 200 {
+		t.Fatalf("write after restart: %d %v", st, m)
+	}
+	// The adopted workers are under the new orchestrator's control.
+	st, _, raw := s.call("POST", "/api/v1/crash/slave", nil)
+	if st != 200 {
+		t.Fatalf("crash/slave of an adopted worker: %d %s", st, raw)
+	}
+	var killed []int
+	_ = json.Unmarshal(raw, &killed)
+	s.waitShape(1, 20*time.Second, killed...)
+	_, m := s.read("users.list", nil)
+	if got := fmt.Sprint(m["result"]); got != "map[users:[after before]]" {
+		t.Fatalf("users = %s", got)
+	}
+}
+
+func pidsOf(v []orchestrator.WorkerView) []int {
+	out := make([]int, 0, len(v))
+	for _, w := range v {
+		out = append(out, w.PID)
+	}
+	sort.Ints(out)
+	return out
 }

@@ -36,8 +36,6 @@ type Options struct {
 	ReadTimeout  time.Duration // how long db/read waits for a slave
 	MaxBody      int64
 	Scale        ScaleOptions
-	// KeepWorkers leaves workers running when the orchestrator stops.
-	KeepWorkers bool
 }
 
 // ScaleOptions are the autoscaler's settings (guarantee 8).
@@ -138,8 +136,8 @@ func (o *Orchestrator) Listen() (net.Addr, error) {
 	return lis.Addr(), nil
 }
 
-// Run serves until ctx ends. On return the workers are stopped unless
-// KeepWorkers is set.
+// Run serves until ctx ends. The runtime is the caller's: it decides
+// whether the workers outlive the orchestrator (Runtime.Close).
 func (o *Orchestrator) Run(ctx context.Context) error {
 	if _, err := o.Listen(); err != nil {
 		return err
@@ -195,8 +193,5 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	scancel()
 	cancel()
 	wg.Wait()
-	if err := o.rt.Close(!o.opts.KeepWorkers); err != nil {
-		o.log.Warn("runtime close", "err", err)
-	}
 	return result
 }

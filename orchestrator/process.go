@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -34,11 +36,14 @@ type Process struct {
 }
 
 type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	pid  int
+	done chan struct{} // closed when the process has ended
 }
 
-var _ Runtime = (*Process)(nil)
+var (
+	_ Runtime = (*Process)(nil)
+	_ Adopter = (*Process)(nil)
+)
 
 // NewProcess makes a process runtime.
 func NewProcess(opts ProcessOptions) (*Process, error) {
@@ -76,16 +81,16 @@ func (p *Process) Start(_ context.Context, id string) (Instance, error) {
 	cmd := exec.Command(p.opts.Binary, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	// Pdeathsig: a worker dies with the orchestrator even if the
-	// orchestrator is SIGKILLed, so a crashed dev stack leaves nothing.
-	// Setpgid: a Ctrl-C in the terminal reaches the orchestrator only,
-	// which then stops its workers in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// Workers outlive a crashed orchestrator on purpose: they hold the
+	// data, and a restarted orchestrator adopts them (Adopt). Setpgid: a
+	// Ctrl-C in the terminal reaches the orchestrator only, which then
+	// stops its workers in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return Instance{}, fmt.Errorf("start worker %s: %w", id, err)
 	}
-	pr := &proc{cmd: cmd, done: make(chan struct{})}
+	pr := &proc{pid: cmd.Process.Pid, done: make(chan struct{})}
 	p.mu.Lock()
 	p.procs[id] = pr
 	p.mu.Unlock()
@@ -96,7 +101,7 @@ func (p *Process) Start(_ context.Context, id string) (Instance, error) {
 		p.mu.Lock()
 		delete(p.procs, id)
 		p.mu.Unlock()
-		p.log.Info("worker exited", "id", id, "pid", cmd.Process.Pid, "status", exitStatus(err))
+		p.log.Info("worker exited", "id", id, "pid", pr.pid, "status", exitStatus(err))
 		select {
 		case p.exits <- id:
 		default: // the reconciler also polls List
@@ -129,7 +134,7 @@ func (p *Process) Kill(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := pr.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := syscall.Kill(pr.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill %s: %w", id, err)
 	}
 	select {
@@ -146,7 +151,7 @@ func (p *Process) Stop(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := pr.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := syscall.Kill(pr.pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stop %s: %w", id, err)
 	}
 	t := time.NewTimer(p.opts.Grace)
@@ -167,9 +172,51 @@ func (p *Process) List(context.Context) ([]Instance, error) {
 	defer p.mu.Unlock()
 	out := make([]Instance, 0, len(p.procs))
 	for id, pr := range p.procs {
-		out = append(out, Instance{ID: id, PID: pr.cmd.Process.Pid})
+		out = append(out, Instance{ID: id, PID: pr.pid})
 	}
 	return out, nil
+}
+
+// Adopt takes over a worker that an earlier orchestrator started, if the
+// process pid is alive and is that worker (its command line is our worker
+// binary with --id id). It reports whether it adopted it.
+func (p *Process) Adopt(_ context.Context, id string, pid int) (bool, error) {
+	p.mu.Lock()
+	_, known := p.procs[id]
+	p.mu.Unlock()
+	if known || pid <= 0 {
+		return false, nil
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false, nil // gone
+	}
+	args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	if len(args) == 0 || args[0] != p.opts.Binary || !slices.Contains(args, "--id") ||
+		args[slices.Index(args, "--id")+1] != id {
+		return false, nil // a different process reusing the pid
+	}
+	pr := &proc{pid: pid, done: make(chan struct{})}
+	p.mu.Lock()
+	p.procs[id] = pr
+	p.mu.Unlock()
+	// Not our child: we cannot wait for it, so poll for its end.
+	go func() {
+		for syscall.Kill(pid, 0) == nil {
+			time.Sleep(100 * time.Millisecond)
+		}
+		close(pr.done)
+		p.mu.Lock()
+		delete(p.procs, id)
+		p.mu.Unlock()
+		p.log.Info("adopted worker exited", "id", id, "pid", pid)
+		select {
+		case p.exits <- id:
+		default:
+		}
+	}()
+	p.log.Info("adopted running worker", "id", id, "pid", pid)
+	return true, nil
 }
 
 // Exits reports workers that ended.

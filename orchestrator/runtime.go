@@ -25,6 +25,13 @@ type Runtime interface {
 	Close(killAll bool) error
 }
 
+// Adopter is implemented by runtimes that can take over a worker started
+// by an earlier orchestrator (found through its znode), so that a
+// restarted orchestrator starts none twice.
+type Adopter interface {
+	Adopt(ctx context.Context, id string, pid int) (bool, error)
+}
+
 // Instance is a running worker as the runtime sees it.
 type Instance struct {
 	ID  string `json:"id"`

@@ -31,6 +31,10 @@ type stack struct {
 	url     string
 	dataDir string
 	name    string
+	bin     string
+	log     *slog.Logger
+	tweak   []func(*orchestrator.Options)
+	rt      *orchestrator.Process
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -45,27 +49,50 @@ func mustStartStack(t testing.TB, tweak ...func(*orchestrator.Options)) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	root := "/test-" + name
-	prefix := name + "."
+	t.Cleanup(func() { logf.Close() })
+	s := &stack{t: t, dataDir: dataDir, name: name, bin: bin, tweak: tweak,
+		log: slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	s.startOrchestrator()
+	t.Cleanup(func() {
+		s.stopOrchestrator(false)
+		cleanupBroker(t, s.prefix())
+		cleanupZK(t, s.root())
+		if t.Failed() {
+			s.dumpLogs()
+		}
+	})
+	s.waitReady(60 * time.Second)
+	return s
+}
+
+func (s *stack) root() string   { return "/test-" + s.name }
+func (s *stack) prefix() string { return s.name + "." }
+
+// startOrchestrator starts an orchestrator (and with it a process runtime)
+// on the stack's names and data directory; a second one adopts the workers
+// the first left running.
+func (s *stack) startOrchestrator() {
+	t := s.t
+	t.Helper()
 	rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
-		Binary:  bin,
-		DataDir: filepath.Join(dataDir, "workers"),
-		Logger:  log,
+		Binary:  s.bin,
+		DataDir: filepath.Join(s.dataDir, "workers"),
+		Logger:  s.log,
 		Args: []string{"--amqp-url", testenv.AMQPURL(), "--zk-servers", strings.Join(testenv.ZKServers(), ","),
-			"--zk-root", root, "--queue-prefix", prefix, "--zk-timeout", "2s", "--log-level", "debug"},
+			"--zk-root", s.root(), "--queue-prefix", s.prefix(), "--zk-timeout", "2s", "--log-level", "debug"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := orchestrator.Options{
 		Listen: "127.0.0.1:0", AMQPURL: testenv.AMQPURL(), ZKServers: testenv.ZKServers(),
-		ZKRoot: root, QueuePrefix: prefix, Runtime: rt, Logger: log,
+		ZKRoot: s.root(), QueuePrefix: s.prefix(), Runtime: rt, Logger: s.log,
 		ZKTimeout: 2 * time.Second,
 	}
-	for _, f := range tweak {
+	for _, f := range s.tweak {
 		f(&opts)
 	}
+	s.rt = rt
 	o, err := orchestrator.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -75,23 +102,24 @@ func mustStartStack(t testing.TB, tweak ...func(*orchestrator.Options)) *stack {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stack{t: t, url: "http://" + addr.String(), dataDir: dataDir, name: name, cancel: cancel, done: make(chan error, 1)}
+	s.url, s.cancel, s.done = "http://"+addr.String(), cancel, make(chan error, 1)
 	go func() { s.done <- o.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-s.done:
-		case <-time.After(30 * time.Second):
-			t.Error("orchestrator did not stop within 30 s")
-		}
-		cleanupBroker(t, prefix)
-		cleanupZK(t, root)
-		if t.Failed() {
-			s.dumpLogs()
-		}
-	})
-	s.waitReady(60 * time.Second)
-	return s
+}
+
+// stopOrchestrator stops the orchestrator; with keepWorkers the workers
+// stay up, as after an orchestrator crash.
+func (s *stack) stopOrchestrator(keepWorkers bool) {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.t.Error("orchestrator did not stop within 30 s")
+	}
+	_ = s.rt.Close(!keepWorkers)
+	s.cancel = nil
 }
 
 // dumpLogs prints the tail of every log of the stack (on failure).

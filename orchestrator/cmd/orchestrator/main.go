@@ -23,6 +23,7 @@ func main() {
 		dataDir    string
 		logLevel   string
 		workerLogs string
+		keep       bool
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8000", "HTTP listen address")
 	flag.StringVar(&opts.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
@@ -40,7 +41,7 @@ func main() {
 	flag.IntVar(&opts.Scale.ReadsPerSlave, "reads-per-slave", 20, "reads per window that one slave serves")
 	flag.IntVar(&opts.Scale.MinSlaves, "min-slaves", 1, "fewest slaves")
 	flag.IntVar(&opts.Scale.MaxSlaves, "max-slaves", 8, "most slaves")
-	flag.BoolVar(&opts.KeepWorkers, "keep-workers", false, "leave workers running when the orchestrator stops")
+	flag.BoolVar(&keep, "keep-workers", false, "leave workers running when the orchestrator stops (a new one adopts them)")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
@@ -76,7 +77,11 @@ func main() {
 	}
 	ctx, stop := cmdutil.SignalContext()
 	defer stop()
-	if err := o.Run(ctx); err != nil {
+	err = o.Run(ctx)
+	if cerr := opts.Runtime.Close(!keep); cerr != nil {
+		log.Warn("closing the runtime", "err", cerr)
+	}
+	if err != nil {
 		stop()
 		cmdutil.Exit("orchestrator", err, 1)
 	}

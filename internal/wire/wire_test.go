@@ -1,0 +1,79 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"testing"
+)
+
+func TestValueRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		in   any
+		want any
+	}{
+		{"null", nil, nil},
+		{"int64", int64(42), int64(42)},
+		{"int64 beyond float precision", int64(math.MaxInt64), int64(math.MaxInt64)},
+		{"negative", int64(-7), int64(-7)},
+		{"int", 5, int64(5)},
+		{"bool true", true, int64(1)},
+		{"float", 1.5, 1.5},
+		{"string", "x'); DROP TABLE users;--", "x'); DROP TABLE users;--"},
+		{"empty string", "", ""},
+		{"bytes", []byte{0, 1, 255}, []byte{0, 1, 255}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := NewValue(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got Value
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatalf("unmarshal %s: %v", b, err)
+			}
+			if gb, ok := got.V.([]byte); ok {
+				if !bytes.Equal(gb, tt.want.([]byte)) {
+					t.Fatalf("got %v, want %v", gb, tt.want)
+				}
+				return
+			}
+			if got.V != tt.want {
+				t.Fatalf("%s decoded to %#v, want %#v", b, got.V, tt.want)
+			}
+		})
+	}
+}
+
+func TestValueRejects(t *testing.T) {
+	if _, err := NewValue(struct{}{}); err == nil {
+		t.Fatal("a struct is not an SQL value")
+	}
+	for _, in := range []string{`{"i":"x"}`, `{"q":1}`, `{"i":"1","s":"a"}`, `[1]`, `{"b":"***"}`} {
+		var v Value
+		if err := json.Unmarshal([]byte(in), &v); err == nil {
+			t.Errorf("%s: want an error", in)
+		}
+	}
+}
+
+func TestEntryRoundTrip(t *testing.T) {
+	e := Entry{Seq: 9, Epoch: 2, Kind: KindWrite, WriteID: "w1",
+		Stmts: []Stmt{{SQL: "INSERT INTO t VALUES (?, ?)", Args: []Value{{int64(1)}, {"a"}}}},
+		Reply: &Reply{Status: 200, Seq: 9, Result: json.RawMessage(`{"rideId":3}`)}}
+	b, _ := json.Marshal(e)
+	var got Entry
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := json.Marshal(got)
+	if !bytes.Equal(b, b2) {
+		t.Fatalf("round trip changed the entry:\n%s\n%s", b, b2)
+	}
+}
