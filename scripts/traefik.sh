@@ -47,6 +47,18 @@ if [ -x "$bin" ] && [ "$(version_of "$bin" || true)" = "$TRAEFIK_VERSION" ]; the
   exit 0
 fi
 
+# 2b. a build cached on this machine by an earlier clone (like Go's own build
+# cache: a fresh clone on the same machine does not rebuild Traefik).
+cache_dir="${RIDESHARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rideshare}"
+cached="$cache_dir/traefik-$TRAEFIK_VERSION"
+if [ -x "$cached" ] && [ "$(version_of "$cached" || true)" = "$TRAEFIK_VERSION" ]; then
+  rm -f "$bin"
+  cp "$cached" "$bin"
+  log "using the cached build $cached"
+  echo "$bin"
+  exit 0
+fi
+
 # 3. build from the Go module.
 log "building Traefik $TRAEFIK_VERSION from its Go module, first time takes ~7 min (2 cores, ~3 GB RAM)..."
 start=$(date +%s)
@@ -64,5 +76,6 @@ trap 'rm -f "$tmp"' EXIT
 rm -f "$bin"          # may be a stale symlink to a PATH binary
 mv -f "$tmp" "$bin"
 trap - EXIT
+mkdir -p "$cache_dir" && cp "$bin" "$cached.tmp.$$" && mv -f "$cached.tmp.$$" "$cached" || true
 log "built $bin in $(( $(date +%s) - start ))s"
 echo "$bin"
