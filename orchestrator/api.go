@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 )
@@ -56,48 +56,20 @@ func (o *Orchestrator) Handler() http.Handler {
 	return r
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = 500, []byte(`{"error":"encoding the reply failed"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
+var (
+	writeJSON  = httpx.WriteJSON
+	writeError = httpx.WriteError
+)
 
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
-
-// decodeBody reads at most max bytes and decodes them strictly into v.
+// decodeBody reads at most max bytes and decodes them strictly into v,
+// answering the 4xx itself when it cannot.
 func decodeBody(w http.ResponseWriter, r *http.Request, max int64, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", max))
-			return false
-		}
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
-		return false
+	body, herr := httpx.ReadBody(r, max)
+	if herr == nil {
+		herr = httpx.DecodeJSON(body, v)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te) && te.Field != "":
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("field %q must be %s, not %s", te.Field, te.Type, te.Value))
-		case errors.Is(err, io.EOF):
-			writeError(w, http.StatusBadRequest, "empty body: a JSON object is required")
-		default:
-			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
-		}
-		return false
-	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "malformed JSON: data after the object")
+	if herr != nil {
+		httpx.Fail(w, herr)
 		return false
 	}
 	return true

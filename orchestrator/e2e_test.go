@@ -88,9 +88,9 @@ func TestE2E_BadInput(t *testing.T) {
 		want   string
 	}{
 		{"malformed JSON", "/api/v1/db/write", `{"op":`, 400, "malformed JSON"},
-		{"empty body", "/api/v1/db/write", ``, 400, "empty body"},
+		{"empty body", "/api/v1/db/write", ``, 400, "body is empty"},
 		{"op missing", "/api/v1/db/write", `{"params":{}}`, 400, `"op" is required`},
-		{"op not a string", "/api/v1/db/write", `{"op":5}`, 400, `"op" must be string`},
+		{"op not a string", "/api/v1/db/write", `{"op":5}`, 400, `"op" must be a string`},
 		{"params not an object", "/api/v1/db/write", `{"op":"users.add","params":[1]}`, 400, "must be a JSON object"},
 		{"unknown field", "/api/v1/db/write", `{"op":"users.add","sql":"DROP TABLE users"}`, 400, "unknown field"},
 		{"unknown operation", "/api/v1/db/write", `{"op":"DROP TABLE users"}`, 400, "unknown write operation"},
@@ -99,7 +99,7 @@ func TestE2E_BadInput(t *testing.T) {
 		{"wrong param type", "/api/v1/db/write", `{"op":"users.delete","params":{"username":7}}`, 400, "username"},
 		{"negative min_seq", "/api/v1/db/read", `{"op":"users.list","min_seq":-1}`, 400, "min_seq"},
 		{"bad consistency", "/api/v1/db/read", `{"op":"users.list","consistency":"eventual-ish"}`, 400, "consistency"},
-		{"trailing data", "/api/v1/db/write", `{"op":"users.list"} {}`, 400, "after the object"},
+		{"trailing data", "/api/v1/db/write", `{"op":"users.list"} {}`, 400, "after the JSON object"},
 		{"body too large", "/api/v1/db/write", `{"op":"users.add","params":{"username":"` + strings.Repeat("x", 17<<20) + `"}}`, 413, "larger than"},
 	}
 	for _, tt := range tests {

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rideshare-dbaas/rideshare/services/internal/httpx"
+	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 )
 
 // areaCSV is a copy of the contract's AreaNameEnum.csv (header

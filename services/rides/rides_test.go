@@ -15,7 +15,7 @@ import (
 
 	"github.com/rideshare-dbaas/rideshare/internal/dbaasclient"
 	"github.com/rideshare-dbaas/rideshare/services/internal/dbaasfake"
-	"github.com/rideshare-dbaas/rideshare/services/internal/httpx"
+	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 	"github.com/rideshare-dbaas/rideshare/services/users"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/rideshare-dbaas/rideshare/internal/dbaasclient"
-	"github.com/rideshare-dbaas/rideshare/services/internal/httpx"
+	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 )
 
 // DB is what the service needs from the DBaaS.

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	_ "time/tzdata" // --timezone works without the host's zoneinfo
 
-	"github.com/rideshare-dbaas/rideshare/services/internal/httpx"
+	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 	"github.com/rideshare-dbaas/rideshare/services/rides"
 )
 
