@@ -323,19 +323,18 @@ func (w *Worker) runZK(ctx context.Context) error {
 			case <-w.zks.Changed():
 				break wait
 			case <-w.zkNudge:
-				if cur := w.info(); cur != last {
-					if _, err := w.zks.Conn.Set(node, mustJSON(cur), -1); err == nil {
-						last = cur
-					}
-				}
 			case <-tick.C:
-				if cur := w.info(); cur != last {
-					if _, err := w.zks.Conn.Set(node, mustJSON(cur), -1); err != nil {
-						w.log.Debug("update znode failed", "err", err)
-						break wait
-					}
-					last = cur
+			}
+			if cur := w.info(); cur != last {
+				_, err := w.zks.Conn.Set(node, mustJSON(cur), -1)
+				if errors.Is(err, zk.ErrNoNode) {
+					registered = false // deleted under us: register again
 				}
+				if err != nil {
+					w.log.Debug("update znode failed", "err", err)
+					break wait
+				}
+				last = cur
 			}
 		}
 	}
