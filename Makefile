@@ -14,7 +14,7 @@ BIN := $(CURDIR)/bin
 # The binaries: one per cmd package, each built into bin/ under its folder's name.
 CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides
 
-.PHONY: help servers servers-down build traefik unit acceptance test run fmt vet clean
+.PHONY: help servers servers-down build traefik protoc generate unit acceptance test run chaos fmt vet clean
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -26,18 +26,28 @@ servers: ## start RabbitMQ and ZooKeeper on loopback (installs them when missing
 servers-down: ## stop RabbitMQ and ZooKeeper
 	scripts/servers.sh down
 
-build: ## build the binaries into bin/
+build: ## build the binaries into bin/ and the worker's handler plugins into bin/plugins/
 	CGO_ENABLED=0 $(GO) build -o bin/ $(CMDS)
+	scripts/build-plugins.sh bin/plugins
 
 traefik: ## make sure bin/traefik exists (builds it the first time, ~7 min)
 	scripts/traefik.sh >/dev/null
 
-# Integration tests use the real servers and the built binaries.
+protoc: ## install protoc and the pinned Go generators (the generated-code freshness test needs them)
+	scripts/protoc.sh setup
+
+generate: protoc ## regenerate the plugin contract's Go code from its .proto
+	scripts/protoc.sh
+
+# Integration tests use the real servers, the built binaries, Traefik and
+# protoc; RIDESHARE_REQUIRE_* turn "skip when missing" into "fail".
 unit: export RIDESHARE_BIN := $(BIN)
 unit: export AMQP_URL := amqp://127.0.0.1:5672/
 unit: export ZK_SERVERS := 127.0.0.1:2181
-unit: servers build ## go test -race ./... (with the servers and bin/)
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+unit: export RIDESHARE_REQUIRE_SERVERS := 1
+unit: export RIDESHARE_REQUIRE_TRAEFIK := 1
+unit: servers build traefik protoc ## go test -race ./... (with the servers, bin/ and Traefik)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 acceptance: ## the shared acceptance suite against a throwaway stack
 	scripts/acceptance.sh
@@ -53,6 +63,6 @@ fmt: ## gofmt -w the Go files
 vet: ## go vet
 	$(GO) vet ./...
 
-clean: ## remove bin/ (keeps bin/traefik) and the state of `make run` (.run/)
-	find bin -mindepth 1 -maxdepth 1 ! -name traefik -exec rm -rf {} + 2>/dev/null || true
-	rm -rf .run
+clean: ## remove the built binaries and plugins (not bin/traefik) and the state of `make run` (.run/)
+	rm -f $(addprefix bin/,$(notdir $(CMDS)))
+	rm -rf bin/plugins .run

@@ -93,6 +93,54 @@ func (w *Worker) drainSync(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
+// watchRegistry applies new handlers' migrations after a reload, while
+// this worker is master (slaves get them through replication).
+func (w *Worker) watchRegistry(ctx context.Context) error {
+	cn, ok := w.reg.(ChangeNotifier)
+	if !ok {
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-cn.Changed():
+		}
+		w.mu.Lock()
+		role, epoch, promoting := w.role, w.masterEpoch, w.promoting
+		w.mu.Unlock()
+		if role != wire.RoleMaster || promoting {
+			continue // a promotion runs the migrations itself
+		}
+		if err := w.migrateNow(ctx, epoch); err != nil {
+			if errors.Is(err, ErrFenced) {
+				return err
+			}
+			w.log.Error("migrations after a handler reload failed", "err", err)
+		}
+	}
+}
+
+// migrateNow runs pending migrations as one replicated batch.
+func (w *Worker) migrateNow(ctx context.Context, epoch uint64) error {
+	b, err := w.store.Load().Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Rollback()
+	entries, err := w.migrate(ctx, b, epoch)
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	if err := w.checkFence(epoch); err != nil {
+		return err
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	return w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries})
+}
+
 // migrate applies the handlers' migrations this database lacks, as admin
 // entries of the log, so slaves get the schema through replication.
 func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.Entry, error) {

@@ -17,6 +17,14 @@ type Registry interface {
 	Infos() []pluginapi.Info
 }
 
+// ChangeNotifier is implemented by registries whose handlers can change
+// while the worker runs (a plugin reload). Changed returns a channel that
+// is closed at the next change; a master then applies the migrations the
+// new handlers declare.
+type ChangeNotifier interface {
+	Changed() <-chan struct{}
+}
+
 // Op is a resolved operation.
 type Op struct {
 	Handler     pluginapi.Handler

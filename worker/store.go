@@ -42,6 +42,11 @@ type Store struct {
 	applied atomic.Uint64
 	epoch   atomic.Uint64
 
+	// wmu is held from Begin to Commit or Rollback, so a batch's sequence
+	// numbers are read and published under one lock: database/sql gives the
+	// single writer connection back before Commit has advanced applied.
+	wmu sync.Mutex
+
 	mu       sync.Mutex
 	advanced chan struct{} // closed and replaced whenever applied grows
 }
@@ -252,8 +257,10 @@ type Batch struct {
 
 // Begin opens a write transaction (BEGIN IMMEDIATE).
 func (s *Store) Begin(ctx context.Context) (*Batch, error) {
+	s.wmu.Lock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
+		s.wmu.Unlock()
 		return nil, fmt.Errorf("begin write: %w", err)
 	}
 	seq, ep := s.Applied()
@@ -349,6 +356,7 @@ func (b *Batch) Commit(ctx context.Context) error {
 		}
 	}
 	b.done = true
+	defer b.s.wmu.Unlock()
 	if err := b.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -363,6 +371,7 @@ func (b *Batch) Rollback() {
 	if !b.done {
 		b.done = true
 		_ = b.tx.Rollback()
+		b.s.wmu.Unlock()
 	}
 }
 

@@ -188,6 +188,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	run("amqp", sup.Run)
 	run("zk", w.runZK)
 	run("applier", func(ctx context.Context) error { return w.runApplier(ctx, needSnapshot) })
+	run("registry", w.watchRegistry)
 
 	var result error
 	select {

@@ -1,5 +1,7 @@
 // Command worker runs one DBaaS worker (master or slave, decided at run
-// time by the orchestrator's election).
+// time by the orchestrator's election). Its operation handlers are go-plugin
+// binaries listed in a plugin directory's manifest (package pluginhost):
+// the worker itself compiles in no handler.
 package main
 
 import (
@@ -7,19 +9,34 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
 	"time"
 
+	plugin "github.com/hashicorp/go-plugin"
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 	"github.com/rideshare-dbaas/rideshare/worker"
-	"github.com/rideshare-dbaas/rideshare/worker/plugins/rideshare"
+	"github.com/rideshare-dbaas/rideshare/worker/pluginhost"
 )
+
+// defaultPluginDir is "plugins" beside this binary (bin/plugins for
+// bin/worker, which scripts/build-plugins.sh fills).
+func defaultPluginDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "plugins"
+	}
+	return filepath.Join(filepath.Dir(exe), "plugins")
+}
 
 func main() {
 	var (
 		opts     worker.Options
 		zk       string
 		logLevel string
+		plugins  pluginhost.Config
 	)
 	flag.StringVar(&opts.ID, "id", "", "worker id (unique; the orchestrator sets it)")
 	flag.StringVar(&opts.DataDir, "data-dir", "", "directory of this worker's database")
@@ -31,6 +48,8 @@ func main() {
 	flag.DurationVar(&opts.OpTimeout, "op-timeout", 5*time.Second, "deadline of one handler call")
 	flag.IntVar(&opts.BatchMax, "batch-max", 128, "most writes in one group commit")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&plugins.Dir, "plugin-dir", defaultPluginDir(), "directory of the handler plugins")
+	flag.StringVar(&plugins.Manifest, "plugin-manifest", "", "plugin manifest (default <plugin-dir>/"+pluginhost.ManifestName+")")
 	flag.Parse()
 
 	log, err := cmdutil.Logger("worker", logLevel)
@@ -39,24 +58,37 @@ func main() {
 	}
 	opts.Logger = log
 	opts.ZKServers = zkutil.SplitServers(zk)
-	reg, err := worker.NewStaticRegistry(context.Background(), rideshare.New())
+	// SIGHUP means "reload plugins" (host.Run); until Run listens, a SIGHUP
+	// must not kill the worker (its default action), so take it now.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
+	plugins.Logger = log.With("subsystem", "plugins")
+	host, err := pluginhost.New(context.Background(), plugins)
 	if err != nil {
+		plugin.CleanupClients()
 		cmdutil.Exit("worker", err, 2)
 	}
-	opts.Registry = reg
+	// Every exit path below kills the plugins first (os.Exit skips defers).
+	exit := func(err error, code int) {
+		host.Close()
+		plugin.CleanupClients()
+		cmdutil.Exit("worker", err, code)
+	}
+	opts.Registry = host
 	w, err := worker.New(opts)
 	if err != nil {
-		cmdutil.Exit("worker", err, 2)
+		exit(err, 2)
 	}
 	ctx, stop := cmdutil.SignalContext()
 	defer stop()
+	go host.Run(ctx) // rolling reload on SIGHUP or a changed manifest
 	if err := w.Run(ctx); err != nil {
 		code := 1
 		if errors.Is(err, worker.ErrFenced) {
 			code = 3
 		}
 		stop()
-		cmdutil.Exit("worker", err, code)
+		exit(err, code)
 	}
-	os.Exit(0)
+	stop()
+	exit(nil, 0)
 }

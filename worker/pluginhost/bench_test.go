@@ -1,0 +1,50 @@
+package pluginhost
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
+	"github.com/rideshare-dbaas/rideshare/worker/plugins/rideshare"
+)
+
+// BenchmarkExecute runs one read operation (users.exists: one SELECT back
+// through the worker's DB) through the in-process twin and through the
+// real plugin process, on the same kind of SQLite snapshot. Results are in
+// docs/benchmarks.md.
+//
+//	go test -run '^$' -bench BenchmarkExecute -benchmem ./worker/pluginhost/
+func BenchmarkExecute(b *testing.B) {
+	h, _ := mustHost(b, Config{Dir: mustPluginDir(b, plug{"rideshare", bins.rideshare, "rideshare-plugin"})})
+	ctx := context.Background()
+	twin := rideshare.New()
+	info, _ := twin.Info(ctx)
+	st := mustStore(b, info)
+	if _, _, err := writeOp(ctx, st, twin, "users.add", `{"username":"zoe","password":"p"}`); err != nil {
+		b.Fatal(err)
+	}
+	params := json.RawMessage(`{"username":"zoe"}`)
+	for _, bc := range []struct {
+		name string
+		h    pluginapi.Handler
+	}{
+		{"in-process", twin},
+		{"plugin", mustLookup(b, h, "users.exists")},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			db, done, err := st.Reader(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer done()
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := bc.h.Execute(ctx, "users.exists", params, db)
+				if err != nil || string(res) != `{"exists":true}` {
+					b.Fatalf("%s, %v", res, err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,215 @@
+package pluginhost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
+)
+
+// CallError is a handler call that failed for a reason other than the
+// operation's own answer (never a *pluginapi.Error): the plugin's process
+// died, hung past the deadline, returned garbage, reported a failure, or
+// could not be started. The worker answers it with a 502 naming the
+// handler.
+type CallError struct {
+	Plugin string // manifest name (= handler name)
+	Op     string
+	PID    int    // the process that failed the call, 0 if none ran
+	Reason string // what happened, in words
+	Err    error
+}
+
+func (e *CallError) Error() string {
+	pid := ""
+	if e.PID != 0 {
+		pid = fmt.Sprintf(" (pid %d)", e.PID)
+	}
+	return fmt.Sprintf("plugin %s%s: %s: %s: %v", e.Plugin, pid, e.Op, e.Reason, e.Err)
+}
+
+func (e *CallError) Unwrap() error { return e.Err }
+
+// pluginHandle is one manifest entry of a loaded set, and the
+// pluginapi.Handler the registry hands out for its operations. The process
+// behind it may be replaced (after a crash or a hang) without the registry
+// noticing.
+type pluginHandle struct {
+	h     *Host
+	entry ManifestEntry
+	info  pluginapi.Info
+	kinds map[string]pluginapi.Kind
+
+	mu       sync.Mutex
+	inst     *instance // nil: start one on the next call
+	unloaded bool      // replaced by a reload
+	startErr error     // last failed start, and when
+	startAt  time.Time
+}
+
+var _ pluginapi.Handler = (*pluginHandle)(nil)
+
+func newHandle(h *Host, e ManifestEntry, info pluginapi.Info, inst *instance) *pluginHandle {
+	p := &pluginHandle{h: h, entry: e, info: info, inst: inst, kinds: map[string]pluginapi.Kind{}}
+	for _, op := range info.Ops {
+		p.kinds[op.Name] = op.Kind
+	}
+	return p
+}
+
+// Info implements pluginapi.Handler: the info the plugin reported at start.
+func (p *pluginHandle) Info(ctx context.Context) (pluginapi.Info, error) { return p.info, nil }
+
+// Execute implements pluginapi.Handler. A *pluginapi.Error is the
+// operation's answer and passes through; every other failure is a
+// *CallError naming the plugin. A process that died is restarted on the
+// next call; one that overran the deadline is replaced (killed once its
+// other calls return), so a hung handler cannot pile up.
+func (p *pluginHandle) Execute(ctx context.Context, op string, params json.RawMessage, db pluginapi.DB) (json.RawMessage, error) {
+	inst, fwd, err := p.acquire(ctx, op)
+	if fwd != nil {
+		return fwd.Execute(ctx, op, params, db)
+	}
+	if err != nil {
+		return nil, &CallError{Plugin: p.entry.Name, Op: op, Reason: "plugin not running", Err: err}
+	}
+	defer p.release(inst)
+	res, err := inst.handler.Execute(ctx, op, params, db)
+	if err == nil {
+		return res, nil
+	}
+	if _, refused := pluginapi.AsError(err); refused {
+		return nil, err
+	}
+	ce := &CallError{Plugin: p.entry.Name, Op: op, PID: inst.pid, Err: err}
+	var remote *pluginapi.RemoteError
+	switch {
+	case errors.As(err, &remote):
+		ce.Reason = "handler failed"
+	case errors.Is(err, pluginapi.ErrInvalidResult):
+		ce.Reason = "garbage result"
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		ce.Reason = "no answer within the deadline; process replaced"
+		p.retire(inst, "overran a call's deadline")
+	case errors.Is(ctx.Err(), context.Canceled):
+		ce.Reason = "call cancelled"
+	default:
+		// A transport failure: the process died (a panic, a kill) or broke
+		// the protocol. Either way it is not trusted with another call.
+		if waitExited(inst, 500*time.Millisecond) {
+			ce.Reason = "plugin process died during the call; restarting it on the next call"
+		} else {
+			ce.Reason = "plugin connection failed; process replaced"
+		}
+		p.retire(inst, "failed a call: "+err.Error())
+	}
+	p.h.log.Warn("plugin call failed", "plugin", p.entry.Name, "op", op, "pid", inst.pid, "reason", ce.Reason, "err", err)
+	return nil, ce
+}
+
+// acquire returns the running instance (starting one if needed) with a
+// reference held, or, for a handle unloaded by a reload between Lookup and
+// this call, the handler now serving op.
+func (p *pluginHandle) acquire(ctx context.Context, op string) (*instance, pluginapi.Handler, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	if p.unloaded {
+		cur, ok := p.h.Lookup(op)
+		if !ok || cur.Handler == pluginapi.Handler(p) || cur.Kind != p.kinds[op] {
+			return nil, nil, fmt.Errorf("unloaded by a plugin reload, and no loaded plugin serves %s as a %s operation", op, p.kinds[op])
+		}
+		return nil, cur.Handler, nil
+	}
+	if p.inst != nil && p.inst.client.Exited() {
+		p.retireLocked(p.inst, "process exited")
+	}
+	if p.inst == nil {
+		if p.startErr != nil && time.Since(p.startAt) < p.h.restartBackoff {
+			return nil, nil, p.startErr
+		}
+		inst, info, err := p.h.launch(ctx, p.entry)
+		p.startAt, p.startErr = time.Now(), err
+		if err != nil {
+			return nil, nil, err
+		}
+		if !sameHandler(info, p.info) {
+			p.h.killNow(inst)
+			p.startErr = fmt.Errorf("restarted plugin reports %s@%s with other operations than %s@%s", info.Name, info.Version, p.info.Name, p.info.Version)
+			return nil, nil, p.startErr
+		}
+		p.inst = inst
+		p.h.log.Warn("plugin restarted", "plugin", p.entry.Name, "pid", inst.pid)
+	}
+	p.inst.refs++
+	return p.inst, nil, nil
+}
+
+func sameHandler(a, b pluginapi.Info) bool {
+	return a.Name == b.Name && reflect.DeepEqual(a.Ops, b.Ops) && reflect.DeepEqual(a.Migrations, b.Migrations)
+}
+
+func (p *pluginHandle) release(inst *instance) {
+	p.mu.Lock()
+	inst.refs--
+	kill := inst.retired && inst.refs == 0 && !inst.killed
+	if kill {
+		inst.killed = true
+	}
+	p.mu.Unlock()
+	if kill {
+		p.h.killLater(inst, "retired; its last call returned")
+	}
+}
+
+// retire takes inst out of service: no new calls; killed when its calls
+// in flight have returned.
+func (p *pluginHandle) retire(inst *instance, why string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.retireLocked(inst, why)
+}
+
+func (p *pluginHandle) retireLocked(inst *instance, why string) {
+	if p.inst == inst {
+		p.inst = nil
+	}
+	if inst.retired {
+		return
+	}
+	inst.retired = true
+	if inst.refs == 0 && !inst.killed {
+		inst.killed = true
+		p.h.killLater(inst, why)
+	}
+}
+
+// unload retires the handle for good (a reload replaced or dropped it).
+func (p *pluginHandle) unload() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.unloaded = true
+	if p.inst != nil {
+		p.retireLocked(p.inst, "unloaded by a reload")
+	}
+}
+
+// waitExited reports whether inst's process exits within d (a crash is
+// seen by the call a little before go-plugin reaps the process).
+func waitExited(inst *instance, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !inst.client.Exited() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
