@@ -6,6 +6,8 @@
 #
 #   ACCEPTANCE_PY    the suite (default: ../shared/acceptance/acceptance.py beside the repo)
 #   ACCEPTANCE_ARGS  extra arguments for it, e.g. "--section users,rides"
+#   ACCEPTANCE_TIMEOUT  seconds the suite may take (default 480: keeps `make
+#                    test` well under 20 min even when the DBaaS hangs)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,8 +57,9 @@ set +e
 # shellcheck disable=SC2086 # ACCEPTANCE_ARGS is split on purpose
 RIDESHARE_URL=$STACK_LB_URL USERS_URL=$STACK_USERS_URL RIDES_URL=$STACK_RIDES_URL \
   DBAAS_URL=$STACK_ORCH_URL SCALE_WINDOW_S=$scale_window_s \
-  python3 "$suite" ${ACCEPTANCE_ARGS:-}
+  timeout --foreground "${ACCEPTANCE_TIMEOUT:-480}" python3 "$suite" ${ACCEPTANCE_ARGS:-}
 rc=$?
 set -e
+[ "$rc" -ne 124 ] || stack_err "the suite did not finish within ${ACCEPTANCE_TIMEOUT:-480}s"
 [ "$rc" -eq 0 ] && ok=1
 exit "$rc"

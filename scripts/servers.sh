@@ -135,7 +135,7 @@ EOF
     # setsid: its own session, so a Ctrl-C in the caller's terminal leaves it be.
     setsid java -Xmx512m -cp "$ZK_CLASSPATH" \
       org.apache.zookeeper.server.quorum.QuorumPeerMain "$ZK_DIR/zoo.cfg" \
-      >"$logfile" 2>&1 </dev/null &
+      >"$logfile" 2>&1 </dev/null 9>&- &
     echo $! >"$ZK_DIR/zookeeper.pid"
   fi
   wait_for zookeeper zk_ok zk_alive "$logfile"
@@ -194,7 +194,7 @@ rmq_up() {
     log "starting rabbitmq (logs in $RABBITMQ_LOG_BASE)"
     # An epmd that already runs (an earlier start, another Erlang node) is
     # reused: the node registers with it; otherwise erl starts one.
-    as_root rabbitmq-server -detached >"$STATE/rabbitmq-start.out" 2>&1 \
+    as_root rabbitmq-server -detached >"$STATE/rabbitmq-start.out" 2>&1 9>&- \
       || die "rabbitmq-server -detached failed: $(cat "$STATE/rabbitmq-start.out")"
     # -detached returns before the VM exists: let it appear before waiting
     # with a check that it is alive.
@@ -233,6 +233,7 @@ status() {
 usage() { echo "usage: $0 up|down|status" >&2; exit 2; }
 
 # lock: one up/down at a time (two terminals, make -j), held until exit.
+# The servers are started with fd 9 closed, or they would hold it for ever.
 lock() {
   mkdir -p "$STATE"
   exec 9>>"$STATE/.lock"

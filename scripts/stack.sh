@@ -20,7 +20,7 @@
 # stack_stop, which sends SIGTERM to each process, then to its whole group
 # (whatever it left behind), then SIGKILL after a grace period.
 #
-# The libraries' callers use `set -euo pipefail`; the functions here return
+# Callers use `set -euo pipefail`; the functions here return
 # non-zero on failure after printing why (and the failing process's log tail).
 
 STACK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -87,11 +87,15 @@ stack_tail() {
   done
 }
 
-# stack_logs NAME: the log files of a component.
+# stack_logs NAME: the log files of a component (for the orchestrator, also
+# those of the two workers that logged last).
 stack_logs() {
-  local logs=("$STACK_DIR/logs/$1.log")
-  [ "$1" = traefik ] && logs+=("$STACK_DIR/traefik/traefik.log")
-  printf '%s\n' "${logs[@]}"
+  echo "$STACK_DIR/logs/$1.log"
+  # shellcheck disable=SC2012 # worker log names are plain (w-ID.log)
+  case "$1" in
+    traefik) echo "$STACK_DIR/traefik/traefik.log" ;;
+    orchestrator) ls -t "$STACK_DIR"/dbaas/*.log 2>/dev/null | head -n 2 || true ;;
+  esac
 }
 
 # stack_tail_all: the tails of every component's logs.
