@@ -321,6 +321,9 @@ func (o *Orchestrator) handleCrashSlave(w http.ResponseWriter, r *http.Request) 
 func (o *Orchestrator) kill(w http.ResponseWriter, r *http.Request, in Instance) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
+	// Killed on request, not crashed: its exit must not count as a worker
+	// dying right after starting (that backs off the replacement).
+	o.cluster.forgetStart(in.ID)
 	if err := o.rt.Kill(ctx, in.ID); err != nil {
 		writeError(w, 503, fmt.Sprintf("killing worker %s: %v", in.ID, err))
 		return

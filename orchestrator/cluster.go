@@ -169,6 +169,14 @@ func (c *cluster) noteExit(id string) {
 	delete(c.starts, id)
 }
 
+// forgetStart drops id's start time, so that its coming exit (a kill on
+// request) is not taken for a worker dying right after starting.
+func (c *cluster) forgetStart(id string) {
+	c.mu.Lock()
+	delete(c.starts, id)
+	c.mu.Unlock()
+}
+
 func (c *cluster) readWorkers() (map[string]wire.WorkerInfo, error) {
 	path := wire.WorkersPath(c.o.opts.ZKRoot)
 	names, _, err := c.zks.Conn.Children(path)
@@ -255,7 +263,13 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	// 1. The master.
 	_, masterAlive := alive[rec.ID]
 	_, masterRegistered := zkw[rec.ID]
-	if exists && masterAlive && !masterRegistered {
+	c.mu.Lock()
+	startedAt, justStarted := c.starts[rec.ID]
+	c.mu.Unlock()
+	if exists && masterAlive && !masterRegistered && justStarted && time.Since(startedAt) < 20*time.Second {
+		// A master we just revived on its own data and that has not
+		// registered yet: give it time.
+	} else if exists && masterAlive && !masterRegistered {
 		// Alive but its znode is gone: its ZooKeeper session expired. It may
 		// still hold a RabbitMQ connection, so kill it before electing
 		// another (it would also fence itself at its next commit).
@@ -270,7 +284,7 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	if exists && masterAlive {
 		masterID = rec.ID
 	} else {
-		id, err := c.elect(rec, version, exists, alive, zkw)
+		id, err := c.elect(ctx, rec, version, exists, alive, zkw)
 		if err != nil {
 			return err
 		}
@@ -361,7 +375,7 @@ func (c *cluster) reconcile(ctx context.Context) error {
 // the lowest pid) and names it master of the next epoch with a
 // compare-and-set on the master record. It returns "" when no worker can
 // be elected yet.
-func (c *cluster) elect(rec wire.MasterRecord, version int32, exists bool, alive map[string]int, zkw map[string]wire.WorkerInfo) (string, error) {
+func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int32, exists bool, alive map[string]int, zkw map[string]wire.WorkerInfo) (string, error) {
 	var best *wire.WorkerInfo
 	bestPID := 0
 	for id, info := range zkw {
@@ -375,8 +389,40 @@ func (c *cluster) elect(rec wire.MasterRecord, version int32, exists bool, alive
 		}
 	}
 	if best == nil {
-		if exists && len(alive) == 0 {
-			c.log.Error("every worker is gone; the data they held is lost. Starting a new cluster from empty databases",
+		if !exists {
+			return "", nil // cold start: wait for the first worker to be ready
+		}
+		// No slave can take over (the only slaves are still loading their
+		// snapshot, or all are gone). The dead master's database is the one
+		// holding every acknowledged write: start it again on it, under a
+		// new epoch written before it starts, so it promotes itself and the
+		// slaves follow it.
+		if rv, ok := c.o.rt.(Reviver); ok && rv.CanRevive(rec.ID) {
+			c.mu.Lock()
+			wait := time.Until(c.backoffUntil)
+			c.mu.Unlock()
+			if wait > 0 {
+				return "", nil
+			}
+			next := wire.MasterRecord{ID: rec.ID, Epoch: rec.Epoch + 1}
+			data, _ := json.Marshal(next)
+			if _, err := c.zks.Conn.Set(wire.MasterPath(c.o.opts.ZKRoot), data, version); err != nil {
+				return "", fmt.Errorf("write master record: %w", err)
+			}
+			c.log.Warn("no slave can take over; restarting the dead master on its own data",
+				"id", rec.ID, "epoch", next.Epoch, "live_workers", len(alive))
+			c.mu.Lock()
+			c.starts[rec.ID] = time.Now()
+			c.mu.Unlock()
+			in, err := c.o.rt.Start(ctx, rec.ID)
+			if err != nil {
+				return "", fmt.Errorf("restart master %s: %w", rec.ID, err)
+			}
+			alive[in.ID] = in.PID
+			return rec.ID, nil
+		}
+		if len(alive) == 0 {
+			c.log.Error("every worker is gone and the master's data cannot be restarted; the data is lost. Starting a new cluster from empty databases",
 				"old_master", rec.ID, "epoch", rec.Epoch)
 			if err := c.zks.Conn.Delete(wire.MasterPath(c.o.opts.ZKRoot), version); err != nil && !errors.Is(err, zk.ErrNoNode) {
 				return "", fmt.Errorf("reset master record: %w", err)

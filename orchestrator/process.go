@@ -43,6 +43,7 @@ type proc struct {
 var (
 	_ Runtime = (*Process)(nil)
 	_ Adopter = (*Process)(nil)
+	_ Reviver = (*Process)(nil)
 )
 
 // NewProcess makes a process runtime.
@@ -217,6 +218,16 @@ func (p *Process) Adopt(_ context.Context, id string, pid int) (bool, error) {
 	}()
 	p.log.Info("adopted running worker", "id", id, "pid", pid)
 	return true, nil
+}
+
+// CanRevive reports whether worker id's database is still on disk (and
+// the worker is not running), so Start(id) would run it on its own data.
+func (p *Process) CanRevive(id string) bool {
+	if _, err := p.get(id); err == nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(p.opts.DataDir, id, "db.sqlite"))
+	return err == nil
 }
 
 // Exits reports workers that ended.

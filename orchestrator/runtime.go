@@ -32,6 +32,12 @@ type Adopter interface {
 	Adopt(ctx context.Context, id string, pid int) (bool, error)
 }
 
+// Reviver is implemented by runtimes that keep a dead worker's data and
+// can start it again under the same id, on that data.
+type Reviver interface {
+	CanRevive(id string) bool
+}
+
 // Instance is a running worker as the runtime sees it.
 type Instance struct {
 	ID  string `json:"id"`

@@ -164,10 +164,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	needSnapshot := exists
-	if !exists {
+	// A worker the master record already names is a master restarted on
+	// its own data by the orchestrator (no other slave could take over):
+	// its database is the reference, and the record's epoch, bumped
+	// before the restart, tells it to promote itself.
+	needSnapshot := exists && rec.ID != w.opts.ID
+	if !needSnapshot {
 		w.setState(wire.StateReady)
-	} else {
+	}
+	if exists {
 		w.noteEpoch(rec.Epoch)
 	}
 	w.log.Info("worker starting", "pid", w.pid, "data", w.opts.DataDir, "snapshot_first", needSnapshot)
