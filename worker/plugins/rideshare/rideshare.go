@@ -19,7 +19,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"reflect"
 	"strings"
 
@@ -351,7 +350,7 @@ func usersList(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, 
 		if err := rowWidth(row, 1, i); err != nil {
 			return nil, err
 		}
-		name, err := asString(row[0], "users.name")
+		name, err := pluginapi.String(row[0], "users.name")
 		if err != nil {
 			return nil, err
 		}
@@ -423,7 +422,7 @@ ON CONFLICT (name) DO UPDATE SET value = value + 1`, rideIDCounter); err != nil 
 	if err := rowWidth(rows.Values[0], 1, 0); err != nil {
 		return nil, err
 	}
-	id, err := asInt64(rows.Values[0][0], "counters.value")
+	id, err := pluginapi.Int64(rows.Values[0][0], "counters.value")
 	if err != nil {
 		return nil, err
 	}
@@ -461,13 +460,13 @@ ORDER BY timestamp, id`, *p.Source, *p.Destination, *p.After)
 			return nil, err
 		}
 		var r upcomingRide
-		if r.RideID, err = asInt64(row[0], "rides.id"); err != nil {
+		if r.RideID, err = pluginapi.Int64(row[0], "rides.id"); err != nil {
 			return nil, err
 		}
-		if r.Username, err = asString(row[1], "rides.created_by"); err != nil {
+		if r.Username, err = pluginapi.String(row[1], "rides.created_by"); err != nil {
 			return nil, err
 		}
-		if r.Timestamp, err = asInt64(row[2], "rides.timestamp"); err != nil {
+		if r.Timestamp, err = pluginapi.Int64(row[2], "rides.timestamp"); err != nil {
 			return nil, err
 		}
 		rides = append(rides, r)
@@ -497,19 +496,19 @@ func ridesGet(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, e
 		return nil, err
 	}
 	var r rideDetail
-	if r.RideID, err = asInt64(row[0], "rides.id"); err != nil {
+	if r.RideID, err = pluginapi.Int64(row[0], "rides.id"); err != nil {
 		return nil, err
 	}
-	if r.CreatedBy, err = asString(row[1], "rides.created_by"); err != nil {
+	if r.CreatedBy, err = pluginapi.String(row[1], "rides.created_by"); err != nil {
 		return nil, err
 	}
-	if r.Timestamp, err = asInt64(row[2], "rides.timestamp"); err != nil {
+	if r.Timestamp, err = pluginapi.Int64(row[2], "rides.timestamp"); err != nil {
 		return nil, err
 	}
-	if r.Source, err = asInt64(row[3], "rides.source"); err != nil {
+	if r.Source, err = pluginapi.Int64(row[3], "rides.source"); err != nil {
 		return nil, err
 	}
-	if r.Destination, err = asInt64(row[4], "rides.destination"); err != nil {
+	if r.Destination, err = pluginapi.Int64(row[4], "rides.destination"); err != nil {
 		return nil, err
 	}
 	members, err := db.Query(ctx, `SELECT username FROM ride_members WHERE ride_id = ? ORDER BY pos, username COLLATE BINARY`, r.RideID)
@@ -521,7 +520,7 @@ func ridesGet(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, e
 		if err := rowWidth(m, 1, i); err != nil {
 			return nil, err
 		}
-		name, err := asString(m[0], "ride_members.username")
+		name, err := pluginapi.String(m[0], "ride_members.username")
 		if err != nil {
 			return nil, err
 		}
@@ -554,7 +553,7 @@ func ridesJoin(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, 
 	if err := rowWidth(rows.Values[0], 1, 0); err != nil {
 		return nil, err
 	}
-	creator, err := asString(rows.Values[0][0], "rides.created_by")
+	creator, err := pluginapi.String(rows.Values[0][0], "rides.created_by")
 	if err != nil {
 		return nil, err
 	}
@@ -623,7 +622,7 @@ func ridesCount(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any,
 	if err := rowWidth(rows.Values[0], 1, 0); err != nil {
 		return nil, err
 	}
-	n, err := asInt64(rows.Values[0][0], "count")
+	n, err := pluginapi.Int64(rows.Values[0][0], "count")
 	if err != nil {
 		return nil, err
 	}
@@ -664,37 +663,4 @@ func rowWidth(row []any, want, i int) error {
 		return fmt.Errorf("row %d has %d columns, want %d", i, len(row), want)
 	}
 	return nil
-}
-
-// asInt64 reads an INTEGER column. An integral float64 within the exactly
-// representable range is accepted too, in case a transport widened it.
-func asInt64(v any, col string) (int64, error) {
-	switch x := v.(type) {
-	case int64:
-		return x, nil
-	case float64:
-		const exact = 1 << 53
-		if x == math.Trunc(x) && x >= -exact && x <= exact {
-			return int64(x), nil
-		}
-		return 0, fmt.Errorf("column %s: float %v is not an integer", col, x)
-	case nil:
-		return 0, fmt.Errorf("column %s: unexpected NULL", col)
-	default:
-		return 0, fmt.Errorf("column %s: unexpected %T, want integer", col, v)
-	}
-}
-
-// asString reads a TEXT column (a BLOB is taken as its bytes).
-func asString(v any, col string) (string, error) {
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case []byte:
-		return string(x), nil
-	case nil:
-		return "", fmt.Errorf("column %s: unexpected NULL", col)
-	default:
-		return "", fmt.Errorf("column %s: unexpected %T, want text", col, v)
-	}
 }

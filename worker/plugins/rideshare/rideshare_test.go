@@ -680,8 +680,8 @@ func TestFloatIntegersAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertJSON(t, "count", string(out), `{"count":7}`)
-	if _, err := asString([]byte("bytes"), "c"); err != nil {
-		t.Errorf("asString([]byte): %v", err)
+	if _, err := pluginapi.String([]byte("bytes"), "c"); err != nil {
+		t.Errorf("pluginapi.String([]byte): %v", err)
 	}
 }
 

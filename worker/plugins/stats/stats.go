@@ -230,13 +230,13 @@ LIMIT ?`, limit)
 			return nil, fmt.Errorf("row %d has %d columns, want 3", i, len(row))
 		}
 		var a AreaStat
-		if a.Area, err = asInt64(row[0], "area"); err != nil {
+		if a.Area, err = pluginapi.Int64(row[0], "area"); err != nil {
 			return nil, err
 		}
-		if a.RidesFrom, err = asInt64(row[1], "rides_from"); err != nil {
+		if a.RidesFrom, err = pluginapi.Int64(row[1], "rides_from"); err != nil {
 			return nil, err
 		}
-		if a.RidesTo, err = asInt64(row[2], "rides_to"); err != nil {
+		if a.RidesTo, err = pluginapi.Int64(row[2], "rides_to"); err != nil {
 			return nil, err
 		}
 		areas = append(areas, a)
@@ -275,13 +275,13 @@ LIMIT ?`, limit)
 			return nil, fmt.Errorf("row %d has %d columns, want 3", i, len(row))
 		}
 		var u UserStat
-		if u.Username, err = asString(row[0], "username"); err != nil {
+		if u.Username, err = pluginapi.String(row[0], "username"); err != nil {
 			return nil, err
 		}
-		if u.Created, err = asInt64(row[1], "created"); err != nil {
+		if u.Created, err = pluginapi.Int64(row[1], "created"); err != nil {
 			return nil, err
 		}
-		if u.Joined, err = asInt64(row[2], "joined"); err != nil {
+		if u.Joined, err = pluginapi.Int64(row[2], "joined"); err != nil {
 			return nil, err
 		}
 		users = append(users, u)
@@ -292,36 +292,3 @@ LIMIT ?`, limit)
 }
 
 // ---- helpers ----
-
-// asInt64 reads an INTEGER column; an integral float64 in the exactly
-// representable range is accepted too, in case a transport widened it.
-func asInt64(v any, col string) (int64, error) {
-	switch x := v.(type) {
-	case int64:
-		return x, nil
-	case float64:
-		const exact = 1 << 53
-		if x == math.Trunc(x) && x >= -exact && x <= exact {
-			return int64(x), nil
-		}
-		return 0, fmt.Errorf("column %s: float %v is not an integer", col, x)
-	case nil:
-		return 0, fmt.Errorf("column %s: unexpected NULL", col)
-	default:
-		return 0, fmt.Errorf("column %s: unexpected %T, want integer", col, v)
-	}
-}
-
-// asString reads a TEXT column (a BLOB is taken as its bytes).
-func asString(v any, col string) (string, error) {
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case []byte:
-		return string(x), nil
-	case nil:
-		return "", fmt.Errorf("column %s: unexpected NULL", col)
-	default:
-		return "", fmt.Errorf("column %s: unexpected %T, want text", col, v)
-	}
-}
