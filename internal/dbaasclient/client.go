@@ -53,6 +53,12 @@ var (
 	// orchestrator could not be reached, answered 502/503, answered
 	// something unexpected, or the deadline passed.
 	ErrUnavailable = errors.New("dbaas: unavailable")
+	// ErrUnknownOp matches a 400 without a refusal code that says the
+	// operation is unknown ("unknown read operation ..."): no loaded
+	// handler serves it, e.g. its plugin is not installed on the workers.
+	// Such an error also matches ErrUnavailable, so callers that do not
+	// look for it treat it like any other failure.
+	ErrUnknownOp = errors.New("dbaas: unknown operation")
 )
 
 // DefaultTimeout bounds a call whose context has no deadline.
@@ -358,8 +364,26 @@ func (c *Client) interpret(what call, rp reply) (Result, uint64, error) {
 			return Result{}, 0, &RefusalError{Status: rp.status, Code: eb.Code, Message: msg, Seq: eb.Seq}
 		}
 	}
-	return Result{}, 0, fmt.Errorf("%w: %s: HTTP %d: %s", ErrUnavailable, what, rp.status, msg)
+	err := fmt.Errorf("%w: %s: HTTP %d: %s", ErrUnavailable, what, rp.status, msg)
+	if rp.status == http.StatusBadRequest && eb.Code == "" && unknownOpMessage(msg) {
+		err = unknownOpError{err}
+	}
+	return Result{}, 0, err
 }
+
+// unknownOpMessage reports whether a 400's message is the DBaaS saying no
+// handler serves the operation (docs/dbaas-api.md: worker replies
+// "unknown read operation %q" / "unknown write operation %q").
+func unknownOpMessage(msg string) bool {
+	return strings.HasPrefix(msg, "unknown read operation") || strings.HasPrefix(msg, "unknown write operation")
+}
+
+// unknownOpError is an ErrUnavailable failure that also matches
+// ErrUnknownOp; its text is the wrapped error's.
+type unknownOpError struct{ err error }
+
+func (e unknownOpError) Error() string   { return e.err.Error() }
+func (e unknownOpError) Unwrap() []error { return []error{e.err, ErrUnknownOp} }
 
 func newID() (string, error) {
 	var b [16]byte

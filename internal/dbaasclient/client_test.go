@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -214,6 +215,34 @@ func TestUnavailable(t *testing.T) {
 			}
 			if n := len(f.requests()); n != 1 {
 				t.Fatalf("sent %d times, want 1", n)
+			}
+		})
+	}
+}
+
+func TestUnknownOp(t *testing.T) {
+	tests := []struct {
+		name        string
+		status      int
+		body        string
+		wantUnknown bool
+	}{
+		{"unknown read op", 400, `{"error":"unknown read operation \"stats.top_users\""}`, true},
+		{"unknown write op", 400, `{"error":"unknown write operation \"stats.top_users\""}`, true},
+		{"other malformed request", 400, `{"error":"\"op\" is required"}`, false},
+		{"a refusal saying unknown", 400, `{"error":"unknown read operation","code":"invalid"}`, false},
+		{"handler failed", 502, `{"error":"unknown read operation"}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeOrchestrator{read: func(int, request) (int, string) { return tt.status, tt.body }}
+			c := fastClient(mustStart(t, f))
+			_, err := c.Read(context.Background(), "stats.top_users", nil, 0)
+			if got := errors.Is(err, ErrUnknownOp); got != tt.wantUnknown {
+				t.Fatalf("errors.Is(%v, ErrUnknownOp) = %v, want %v", err, got, tt.wantUnknown)
+			}
+			if tt.wantUnknown && (!errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "HTTP 400: unknown")) {
+				t.Fatalf("err = %v, want ErrUnavailable with the DBaaS's message", err)
 			}
 		})
 	}

@@ -1,5 +1,6 @@
 // Package rides is the RideShare rides service (routes R1–R8 of the
-// contract). It keeps no data: every read and write goes to the DBaaS
+// contract, plus GET /api/v1/rides/stats, served by the DBaaS's stats
+// plugin). It keeps no data: every read and write goes to the DBaaS
 // orchestrator, and it checks users with the users service's
 // GET /api/v1/users through the load balancer.
 package rides
@@ -107,6 +108,9 @@ func New(opts Options) (*Service, error) {
 	})
 	// Registered before {rideId}; chi prefers the static segment anyway.
 	s.api.Handle("/api/v1/rides/count", httpx.Methods{http.MethodGet: s.count})
+	// Not in the contract: statistics served by the DBaaS's stats plugin
+	// (stats.go). Static, so it wins over {rideId} too.
+	s.api.Handle("/api/v1/rides/stats", httpx.Methods{http.MethodGet: s.stats})
 	s.api.Handle("/api/v1/rides/{rideId}", httpx.Methods{
 		http.MethodGet:    s.details,
 		http.MethodPost:   s.join,

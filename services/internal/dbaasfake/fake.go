@@ -1,6 +1,7 @@
 // Package dbaasfake is a TEST DOUBLE of the DBaaS orchestrator: an
 // httptest server that keeps the rideshare operations of docs/dbaas-api.md
-// in memory. Only the services' tests use it; it has no replication,
+// in memory, plus the stats plugin's reads (which SetStatsInstalled(false)
+// turns into "unknown read operation", as on workers without the plugin). Only the services' tests use it; it has no replication,
 // durability or worker behind it.
 package dbaasfake
 
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -34,6 +36,7 @@ type Server struct {
 	replies  map[string]reply // idempotency id -> first reply
 	reads    map[string]int   // op -> reads served
 	writes   map[string]int   // op -> writes applied
+	noStats  bool             // the stats plugin is "not installed"
 }
 
 type ride struct {
@@ -83,6 +86,14 @@ func (s *Server) Writes(op string) int {
 	return s.writes[op]
 }
 
+// SetStatsInstalled says whether the stats plugin's read operations
+// (stats.rides_per_area, stats.top_users) exist; they do by default.
+func (s *Server) SetStatsInstalled(installed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noStats = !installed
+}
+
 // AddUser stores a user directly, bypassing HTTP.
 func (s *Server) AddUser(name string) {
 	s.mu.Lock()
@@ -116,6 +127,7 @@ var writeOps = map[string]bool{
 var readOps = map[string]bool{
 	"users.list": true, "users.exists": true, "rides.upcoming": true,
 	"rides.get": true, "rides.count": true,
+	"stats.rides_per_area": true, "stats.top_users": true,
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -166,11 +178,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(rp.status)
 		_, _ = w.Write(rp.body)
 	case "/api/v1/db/read":
-		if !readOps[req.Op] {
-			write(w, 400, map[string]any{"error": "unknown read operation " + req.Op})
+		s.mu.Lock()
+		if !readOps[req.Op] || (s.noStats && strings.HasPrefix(req.Op, "stats.")) {
+			s.mu.Unlock()
+			write(w, 400, map[string]any{"error": fmt.Sprintf("unknown read operation %q", req.Op)})
 			return
 		}
-		s.mu.Lock()
 		s.reads[req.Op]++
 		rp := s.applyRead(req)
 		s.mu.Unlock()
@@ -209,6 +222,7 @@ type params struct {
 	Destination *int    `json:"destination"`
 	RideID      *int64  `json:"rideId"`
 	After       *int64  `json:"after"`
+	Limit       *int    `json:"limit"`
 }
 
 func (s *Server) applyWrite(req request) reply {
@@ -340,6 +354,10 @@ func (s *Server) applyRead(req request) reply {
 		return s.ok(map[string]any{"ride": r})
 	case "rides.count":
 		return s.ok(map[string]any{"count": len(s.rides)})
+	case "stats.rides_per_area":
+		return s.ridesPerArea(p)
+	case "stats.top_users":
+		return s.topUsers(p)
 	}
 	return s.refuse("invalid", fmt.Sprintf("unknown op %s", req.Op))
 }
@@ -349,4 +367,81 @@ func deref(p *string) string {
 		return ""
 	}
 	return *p
+}
+
+// ridesPerArea is the stats plugin's stats.rides_per_area: areas with rides,
+// busiest first, then by number.
+func (s *Server) ridesPerArea(p params) reply {
+	if p.Limit != nil && *p.Limit < 1 {
+		return s.refuse("invalid", `parameter "limit" must be a positive integer`)
+	}
+	type area struct {
+		Area      int `json:"area"`
+		RidesFrom int `json:"rides_from"`
+		RidesTo   int `json:"rides_to"`
+	}
+	by := map[int]*area{}
+	get := func(n int) *area {
+		if by[n] == nil {
+			by[n] = &area{Area: n}
+		}
+		return by[n]
+	}
+	for _, r := range s.rides {
+		get(r.Source).RidesFrom++
+		get(r.Destination).RidesTo++
+	}
+	list := make([]area, 0, len(by))
+	for _, a := range by {
+		list = append(list, *a)
+	}
+	slices.SortFunc(list, func(a, b area) int {
+		return cmp.Or(cmp.Compare(b.RidesFrom+b.RidesTo, a.RidesFrom+a.RidesTo), cmp.Compare(a.Area, b.Area))
+	})
+	if p.Limit != nil && *p.Limit < len(list) {
+		list = list[:*p.Limit]
+	}
+	return s.ok(map[string]any{"areas": list})
+}
+
+// topUsers is the stats plugin's stats.top_users: users by rides created
+// plus joined, then created, then name; users without rides left out.
+func (s *Server) topUsers(p params) reply {
+	limit := 10
+	if p.Limit != nil {
+		limit = *p.Limit
+	}
+	if limit < 1 || limit > 100 {
+		return s.refuse("invalid", fmt.Sprintf(`parameter "limit" must be an integer from 1 to 100, not %d`, limit))
+	}
+	type user struct {
+		Username string `json:"username"`
+		Created  int    `json:"created"`
+		Joined   int    `json:"joined"`
+	}
+	by := map[string]*user{}
+	get := func(n string) *user {
+		if by[n] == nil {
+			by[n] = &user{Username: n}
+		}
+		return by[n]
+	}
+	for _, r := range s.rides {
+		get(r.CreatedBy).Created++
+		for _, u := range r.Users {
+			get(u).Joined++
+		}
+	}
+	list := make([]user, 0, len(by))
+	for _, u := range by {
+		list = append(list, *u)
+	}
+	slices.SortFunc(list, func(a, b user) int {
+		return cmp.Or(cmp.Compare(b.Created+b.Joined, a.Created+a.Joined), cmp.Compare(b.Created, a.Created),
+			cmp.Compare(a.Username, b.Username))
+	})
+	if limit < len(list) {
+		list = list[:limit]
+	}
+	return s.ok(map[string]any{"users": list})
 }
