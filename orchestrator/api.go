@@ -248,8 +248,14 @@ func (o *Orchestrator) decodeReply(w http.ResponseWriter, d amqp.Delivery) (*wir
 	return &rep, true
 }
 
+// HeaderWorker names the worker that answered.
+const HeaderWorker = "X-DBaaS-Worker"
+
 // relay turns a worker reply into the HTTP answer.
 func relay(w http.ResponseWriter, rep *wire.Reply) {
+	if rep.Worker != "" {
+		w.Header().Set(HeaderWorker, rep.Worker)
+	}
 	if rep.Status == 200 {
 		result := rep.Result
 		if len(result) == 0 {
