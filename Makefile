@@ -54,6 +54,12 @@ acceptance: ## the shared acceptance suite against a throwaway stack
 
 test: servers build traefik unit acceptance ## everything CI runs
 
+CHAOS_DURATION ?= 4m
+chaos: servers build ## the long chaos run (CHAOS_DURATION, default 4m; restarts RabbitMQ once); report in .run/chaos-report.json
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/chaos
+	@mkdir -p .run
+	bin/chaos --duration $(CHAOS_DURATION) --rabbit-restart node --zk-expiry both --report .run/chaos-report.json
+
 run: ## the whole stack in the foreground (Ctrl-C stops it); entry point :8080
 	scripts/run.sh
 

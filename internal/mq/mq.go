@@ -56,7 +56,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			if !sleep(ctx, jitter(backoff)) {
 				break
 			}
-			backoff = min(backoff*2, 5*time.Second)
+			backoff = min(backoff*2, time.Second)
 			continue
 		}
 		backoff = 100 * time.Millisecond
