@@ -274,7 +274,10 @@ func (c *cluster) reconcile(ctx context.Context) error {
 		// still hold a RabbitMQ connection, so kill it before electing
 		// another (it would also fence itself at its next commit).
 		c.log.Warn("master lost its zookeeper session; killing it before electing", "id", rec.ID)
-		if err := c.o.rt.Kill(ctx, rec.ID); err != nil && !errors.Is(err, ErrNoSuchWorker) {
+		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.o.rt.Kill(kctx, rec.ID)
+		cancel()
+		if err != nil && !errors.Is(err, ErrNoSuchWorker) {
 			return fmt.Errorf("kill unregistered master: %w", err)
 		}
 		delete(alive, rec.ID)
@@ -427,6 +430,8 @@ func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int3
 			if err := c.zks.Conn.Delete(wire.MasterPath(c.o.opts.ZKRoot), version); err != nil && !errors.Is(err, zk.ErrNoNode) {
 				return "", fmt.Errorf("reset master record: %w", err)
 			}
+			c.o.ackedSeq.Store(0) // the sequence starts again at 1
+
 		}
 		return "", nil
 	}

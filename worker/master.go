@@ -24,8 +24,24 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 	log := w.log.With("epoch", epoch)
 	log.Info("promotion: draining the old master's sync stream")
 	start := time.Now()
-	if err := w.drainSync(ctx, 3*time.Second); err != nil {
-		log.Warn("promotion: barrier not seen; going on with what was applied", "err", err)
+	// The barrier must be seen: entries still queued behind it may be
+	// acknowledged writes. Give up (and let the orchestrator elect another
+	// worker) only after a long time, and only if still named.
+	for attempt := 1; ; attempt++ {
+		err := w.drainSync(ctx, 3*time.Second)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if ferr := w.checkFence(epoch); errors.Is(ferr, ErrFenced) {
+			return ferr
+		}
+		if attempt == 10 {
+			return fmt.Errorf("barrier not seen after %d tries: %w", attempt, err)
+		}
+		log.Warn("promotion: barrier not seen yet; trying again", "err", err)
 	}
 	st := w.store.Load()
 	b, err := st.Begin(ctx)
@@ -33,7 +49,7 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		return err
 	}
 	defer b.Rollback()
-	entries := []wire.Entry{{Seq: b.Seq() + 1, Epoch: epoch, Kind: wire.KindEpoch}}
+	entries := []wire.Entry{b.Next(wire.KindEpoch, epoch)}
 	if err := b.Append(ctx, entries[0]); err != nil {
 		return err
 	}
@@ -166,7 +182,8 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 			if err != nil {
 				return nil, err
 			}
-			e := wire.Entry{Seq: b.Seq() + 1, Epoch: epoch, Kind: wire.KindAdmin, Stmts: stmts}
+			e := b.Next(wire.KindAdmin, epoch)
+			e.Stmts = stmts
 			if err := b.Append(ctx, e); err != nil {
 				return nil, err
 			}
@@ -184,6 +201,10 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 func (w *Worker) checkFence(epoch uint64) error {
 	if !w.zks.HasSession() {
 		return errors.New("no zookeeper session")
+	}
+	// sync first: a ZooKeeper follower may serve an old value.
+	if _, err := w.zks.Conn.Sync(wire.MasterPath(w.opts.ZKRoot)); err != nil {
+		return fmt.Errorf("zookeeper sync: %w", err)
 	}
 	rec, ok, err := w.readMaster()
 	if err != nil {
@@ -303,6 +324,16 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel
 			return fmt.Errorf("publish sync: %w", err)
 		}
 	}
+	// Check again now that the entries are on the sync stream: if we are
+	// still named, any new master's barrier comes after them, so it has
+	// them; if not, it may not, and the writes must be redone by it.
+	if err := w.checkFence(epoch); err != nil {
+		_ = ch.Nack(last, true, true)
+		if errors.Is(err, ErrFenced) {
+			return err
+		}
+		return fmt.Errorf("fence check after commit: %w", err)
+	}
 	if err := ch.Ack(last, true); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
@@ -349,6 +380,9 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.
 		return nil
 	})
 	reply := &wire.Reply{Status: 200, Result: result, Worker: w.opts.ID}
+	if errors.Is(err, errTxLost) {
+		return nil, nil, err // the batch is gone: nack it all and retry
+	}
 	if err != nil {
 		if pe, ok := pluginapi.AsError(err); ok {
 			reply = refusal(pe, w.opts.ID)
@@ -361,7 +395,9 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.
 			return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}, nil, nil
 		}
 	}
-	e := &wire.Entry{Seq: b.Seq() + 1, Epoch: epoch, Kind: wire.KindWrite, WriteID: req.ID, Stmts: stmts, Reply: reply}
+	next := b.Next(wire.KindWrite, epoch)
+	e := &next
+	e.WriteID, e.Stmts, e.Reply = req.ID, stmts, reply
 	reply.Seq = e.Seq
 	if err := b.Append(ctx, *e); err != nil {
 		return nil, nil, err

@@ -103,6 +103,10 @@ func (w *Worker) applyStream(ctx context.Context, entries []wire.Entry) error {
 		err := st.ApplyEntries(ctx, next)
 		next = nil
 		seq, epoch = st.Applied()
+		if errors.Is(err, ErrDiverged) {
+			w.log.Warn("diverged from the master's log; resyncing from a snapshot", "err", err)
+			return w.resync(ctx)
+		}
 		return err
 	}
 	for _, e := range entries {
@@ -167,6 +171,10 @@ func (w *Worker) repairFrom(ctx context.Context, from uint64) error {
 			return nil
 		}
 		if err := st.ApplyEntries(ctx, apply); err != nil {
+			if errors.Is(err, ErrDiverged) {
+				w.log.Warn("diverged from the master's log; resyncing from a snapshot", "err", err)
+				return w.resync(ctx)
+			}
 			return err
 		}
 		from = apply[len(apply)-1].Seq + 1
@@ -362,6 +370,10 @@ func (w *Worker) serveRead(ctx context.Context, d amqp.Delivery) *wire.Reply {
 	defer w.readMu.RUnlock()
 	st := w.store.Load()
 	seq, _ := st.Applied()
+	if seq < req.MinSeq {
+		// A snapshot was installed meanwhile and it is older than the read.
+		return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
+	}
 	db, done, err := st.Reader(rctx)
 	if err != nil {
 		return &wire.Reply{Status: 503, Error: err.Error(), Worker: w.opts.ID}

@@ -219,6 +219,15 @@ func (s *Store) Reader(ctx context.Context) (pluginapi.DB, func(), error) {
 	return &txDB{tx: tx, readOnly: true}, func() { _ = tx.Rollback() }, nil
 }
 
+// ErrDiverged means a replicated entry does not continue this store's log:
+// its PrevEpoch differs from the epoch of the store's last entry, so the
+// store holds an entry the master's log does not. The replica must resync.
+var ErrDiverged = errors.New("replica diverged from the master's log")
+
+// errTxLost means SQLite abandoned the write transaction under us (a
+// savepoint could not be rolled back): the whole batch must be retried.
+var errTxLost = errors.New("write transaction lost")
+
 // ApplyEntries applies replicated entries, which must continue the store's
 // sequence exactly, in one transaction.
 func (s *Store) ApplyEntries(ctx context.Context, entries []wire.Entry) error {
@@ -233,6 +242,10 @@ func (s *Store) ApplyEntries(ctx context.Context, entries []wire.Entry) error {
 	for _, e := range entries {
 		if e.Seq != b.seq+1 {
 			return fmt.Errorf("apply: entry %d does not follow %d", e.Seq, b.seq)
+		}
+		if e.PrevEpoch != b.epoch {
+			return fmt.Errorf("%w: entry %d follows epoch %d, this replica's entry %d has epoch %d",
+				ErrDiverged, e.Seq, e.PrevEpoch, b.seq, b.epoch)
 		}
 		for i, st := range e.Stmts {
 			if _, err := b.tx.ExecContext(ctx, st.SQL, wire.Args(st.Args)...); err != nil {
@@ -271,6 +284,12 @@ func (s *Store) Begin(ctx context.Context) (*Batch, error) {
 // applied sequence number when the batch is empty).
 func (b *Batch) Seq() uint64 { return b.seq }
 
+// Next returns the next entry of the log, of kind and epoch, with its
+// sequence number and PrevEpoch filled in.
+func (b *Batch) Next(kind string, epoch uint64) wire.Entry {
+	return wire.Entry{Seq: b.seq + 1, Epoch: epoch, PrevEpoch: b.epoch, Kind: kind}
+}
+
 // Lookup returns the reply recorded for write id, if it was applied.
 func (b *Batch) Lookup(ctx context.Context, id string) (*wire.Reply, bool, error) {
 	var raw []byte
@@ -294,10 +313,14 @@ func (b *Batch) Savepoint(ctx context.Context, fn func(db pluginapi.DB) error) (
 	if _, err := b.tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
 		return nil, fmt.Errorf("savepoint: %w", err)
 	}
-	db := &txDB{tx: b.tx, record: true}
+	// The handler's statements run with a context that is never cancelled:
+	// SQLite answers an interrupt (a cancelled statement) by rolling back
+	// the whole transaction, which would take the rest of the group commit
+	// with it. A handler's deadline bounds the handler, not SQLite.
+	db := &txDB{tx: b.tx, record: true, ctx: context.WithoutCancel(ctx)}
 	if err := fn(db); err != nil {
 		if _, rerr := b.tx.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO op; RELEASE op`); rerr != nil {
-			return nil, errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
+			return nil, fmt.Errorf("%w: rollback to savepoint: %v (after: %v)", errTxLost, rerr, err)
 		}
 		return nil, err
 	}
@@ -381,7 +404,15 @@ type txDB struct {
 	tx       *sql.Tx
 	readOnly bool
 	record   bool
+	ctx      context.Context // if set, used instead of the caller's (see Savepoint)
 	stmts    []wire.Stmt
+}
+
+func (d *txDB) context(ctx context.Context) context.Context {
+	if d.ctx != nil {
+		return d.ctx
+	}
+	return ctx
 }
 
 var _ pluginapi.DB = (*txDB)(nil)
@@ -398,7 +429,7 @@ func (d *txDB) Exec(ctx context.Context, query string, args ...any) (pluginapi.E
 		}
 		vals[i] = v
 	}
-	res, err := d.tx.ExecContext(ctx, query, wire.Args(vals)...)
+	res, err := d.tx.ExecContext(d.context(ctx), query, wire.Args(vals)...)
 	if err != nil {
 		return pluginapi.ExecResult{}, err
 	}
@@ -411,7 +442,7 @@ func (d *txDB) Exec(ctx context.Context, query string, args ...any) (pluginapi.E
 }
 
 func (d *txDB) Query(ctx context.Context, query string, args ...any) (pluginapi.Rows, error) {
-	rows, err := d.tx.QueryContext(ctx, query, args...)
+	rows, err := d.tx.QueryContext(d.context(ctx), query, args...)
 	if err != nil {
 		return pluginapi.Rows{}, err
 	}

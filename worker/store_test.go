@@ -34,8 +34,8 @@ func mustWrite(t *testing.T, st *Store, id string, fn func(db pluginapi.DB) erro
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := wire.Entry{Seq: b.Seq() + 1, Epoch: 1, Kind: wire.KindWrite, WriteID: id, Stmts: stmts,
-		Reply: &wire.Reply{Status: 200, Result: json.RawMessage(`{}`)}}
+	e := b.Next(wire.KindWrite, 1)
+	e.WriteID, e.Stmts, e.Reply = id, stmts, &wire.Reply{Status: 200, Result: json.RawMessage(`{}`)}
 	if err := b.Append(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -85,9 +85,15 @@ func TestStoreReplicationReplay(t *testing.T) {
 		t.Fatalf("replica applied %d, want 4", seq)
 	}
 	// Entries must continue the sequence exactly.
-	err := replica.ApplyEntries(context.Background(), []wire.Entry{{Seq: 9, Epoch: 1}})
+	err := replica.ApplyEntries(context.Background(), []wire.Entry{{Seq: 9, Epoch: 1, PrevEpoch: 1}})
 	if err == nil {
 		t.Fatal("a gap was applied")
+	}
+	// And the log: an entry that follows another epoch than ours is a
+	// divergence, not something to apply.
+	err = replica.ApplyEntries(context.Background(), []wire.Entry{{Seq: 5, Epoch: 3, PrevEpoch: 2}})
+	if !errors.Is(err, ErrDiverged) {
+		t.Fatalf("applying after a foreign epoch: %v, want ErrDiverged", err)
 	}
 }
 

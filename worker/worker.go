@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -137,6 +138,15 @@ func (w *Worker) die(err error) {
 func (w *Worker) Run(ctx context.Context) error {
 	if err := os.MkdirAll(w.opts.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	// One process per data directory, whatever the orchestrator believes.
+	lock, err := os.OpenFile(filepath.Join(w.opts.DataDir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("lock file: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("data dir %s is in use by another worker: %w", w.opts.DataDir, err)
 	}
 	st, err := OpenStore(w.dbPath())
 	if err != nil {
@@ -390,11 +400,17 @@ func (w *Worker) onMasterRecord(ctx context.Context, rec wire.MasterRecord) erro
 	w.noteEpoch(rec.Epoch)
 	w.mu.Lock()
 	w.masterID = rec.ID
-	role, myEpoch, promoting := w.role, w.masterEpoch, w.promoting
+	role, state, myEpoch, promoting := w.role, w.state, w.masterEpoch, w.promoting
 	w.mu.Unlock()
 	switch {
-	case rec.ID == w.opts.ID && role == wire.RoleMaster && rec.Epoch == myEpoch:
+	case role == wire.RoleMaster && rec.ID == w.opts.ID && rec.Epoch == myEpoch:
 		return nil
+	case role == wire.RoleMaster:
+		return ErrFenced // any other record: someone else's term
+	case rec.ID == w.opts.ID && rec.Epoch > myEpoch && !promoting && state != wire.StateReady:
+		// Named while loading a snapshot (our znode was stale): we do not
+		// hold the data. Exit, so that the orchestrator elects another.
+		return fmt.Errorf("named master of epoch %d while %s: cannot take over", rec.Epoch, state)
 	case rec.ID == w.opts.ID && rec.Epoch > myEpoch && !promoting:
 		w.mu.Lock()
 		w.promoting = true
@@ -406,8 +422,6 @@ func (w *Worker) onMasterRecord(ctx context.Context, rec wire.MasterRecord) erro
 				w.die(fmt.Errorf("promotion to epoch %d: %w", rec.Epoch, err))
 			}
 		}()
-	case role == wire.RoleMaster && (rec.ID != w.opts.ID || rec.Epoch != myEpoch):
-		return ErrFenced
 	}
 	return nil
 }

@@ -63,9 +63,13 @@ const (
 // with bound values), never the operation name, so replicas do not depend
 // on running the same handler version.
 type Entry struct {
-	Seq     uint64 `json:"seq"`
-	Epoch   uint64 `json:"epoch"`
-	Kind    string `json:"kind"`
+	Seq   uint64 `json:"seq"`
+	Epoch uint64 `json:"epoch"`
+	// PrevEpoch is the epoch of entry Seq-1 in the master's log. A replica
+	// whose entry Seq-1 has another epoch has diverged (it holds an entry
+	// of a deposed master) and must resync: Raft's log-matching check.
+	PrevEpoch uint64 `json:"prev_epoch"`
+	Kind      string `json:"kind"`
 	WriteID string `json:"write_id,omitempty"`
 	Stmts   []Stmt `json:"stmts,omitempty"`
 	// Reply is the reply the master gave, kept so a redelivered write (same
