@@ -100,7 +100,7 @@ func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 	// A load of writes and reads through the swap.
 	load := startLoad(t, s.url, 4)
 
-	time.Sleep(500 * time.Millisecond)
+	load.waitFor(t, 40) // the load runs before the swap
 	swapAt := time.Now()
 	// The swap: the binary first (renamed into place), then the manifest
 	// (pluginhost.Manifest.WriteFile renames too). Nothing else.
@@ -150,7 +150,7 @@ func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 		t.Fatalf("top users %+v, want u0 then u3", got.TopUsers)
 	}
 
-	time.Sleep(500 * time.Millisecond) // load after the reload too
+	load.waitFor(t, 40) // and after it
 	res := load.stop()
 	t.Logf("load: %d requests, %d in flight across the reload window (%s), 0 failed",
 		res.total, res.spanning(swapAt, loadedAt), loadedAt.Sub(swapAt).Round(time.Millisecond))
@@ -454,6 +454,19 @@ func startLoad(t *testing.T, base string, clients int) *load {
 		}()
 	}
 	return l
+}
+
+// waitFor waits (with a deadline) until n more requests have completed.
+func (l *load) waitFor(t *testing.T, n int) {
+	t.Helper()
+	l.mu.Lock()
+	target := l.res.total + n
+	l.mu.Unlock()
+	testenv.Eventually(t, 30*time.Second, "load progressing", func() (bool, string) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.res.total >= target, fmt.Sprintf("%d of %d requests", l.res.total, target)
+	})
 }
 
 func (l *load) stop() loadResult {

@@ -70,8 +70,8 @@ type Entry struct {
 	// of a deposed master) and must resync: Raft's log-matching check.
 	PrevEpoch uint64 `json:"prev_epoch"`
 	Kind      string `json:"kind"`
-	WriteID string `json:"write_id,omitempty"`
-	Stmts   []Stmt `json:"stmts,omitempty"`
+	WriteID   string `json:"write_id,omitempty"`
+	Stmts     []Stmt `json:"stmts,omitempty"`
 	// Reply is the reply the master gave, kept so a redelivered write (same
 	// WriteID) is answered identically on any worker that becomes master.
 	Reply *Reply `json:"reply,omitempty"`

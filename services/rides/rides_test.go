@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/dbaasclient"
-	"github.com/rideshare-dbaas/rideshare/services/internal/dbaasfake"
 	"github.com/rideshare-dbaas/rideshare/internal/httpx"
+	"github.com/rideshare-dbaas/rideshare/services/internal/dbaasfake"
 	"github.com/rideshare-dbaas/rideshare/services/users"
 )
 
