@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,22 +36,31 @@ func BenchmarkDBaaS(b *testing.B) {
 	var n atomic.Int64
 	post("/api/v1/db/write", map[string]any{"op": "users.add", "params": map[string]any{"username": "bench", "password": "p"}})
 	for _, clients := range []int{1, 16} {
-		b.Run(fmt.Sprintf("write/clients=%d", clients), func(b *testing.B) {
-			b.SetParallelism(clients)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					post("/api/v1/db/write", map[string]any{"op": "rides.create", "params": map[string]any{
-						"created_by": "bench", "timestamp": 2000000000 + n.Add(1), "source": 1, "destination": 2}})
-				}
-			})
-		})
-		b.Run(fmt.Sprintf("read/clients=%d", clients), func(b *testing.B) {
-			b.SetParallelism(clients)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					post("/api/v1/db/read", map[string]any{"op": "rides.get", "params": map[string]any{"rideId": 1 + n.Load()%100}})
-				}
-			})
-		})
+		write := func() {
+			post("/api/v1/db/write", map[string]any{"op": "rides.create", "params": map[string]any{
+				"created_by": "bench", "timestamp": 2000000000 + n.Add(1), "source": 1, "destination": 2}})
+		}
+		read := func() {
+			post("/api/v1/db/read", map[string]any{"op": "rides.get", "params": map[string]any{"rideId": 1 + n.Load()%100}})
+		}
+		b.Run(fmt.Sprintf("write/clients=%d", clients), func(b *testing.B) { concurrently(b, clients, write) })
+		b.Run(fmt.Sprintf("read/clients=%d", clients), func(b *testing.B) { concurrently(b, clients, read) })
 	}
+}
+
+// concurrently runs b.N calls of f from exactly clients goroutines
+// (RunParallel would start a multiple of GOMAXPROCS).
+func concurrently(b *testing.B, clients int, f func()) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				f()
+			}
+		}()
+	}
+	wg.Wait()
 }
