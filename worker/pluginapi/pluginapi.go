@@ -16,6 +16,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 )
 
 // Kind says whether an operation reads or writes.
@@ -126,8 +128,11 @@ func AsError(err error) (*Error, bool) {
 	return nil, false
 }
 
-// DecodeParams decodes params strictly into v (unknown fields and wrong
-// types are CodeInvalid errors naming the problem).
+// DecodeParams decodes params strictly into v, a pointer to a struct:
+// unknown fields, wrong types, trailing data, and — stricter than
+// encoding/json, which matches names case-insensitively and lets a later
+// duplicate win — a key that is not exactly one of v's json names or that
+// appears twice are all CodeInvalid errors naming the problem.
 func DecodeParams(params json.RawMessage, v any) error {
 	if len(params) == 0 || string(params) == "null" {
 		params = json.RawMessage("{}")
@@ -143,6 +148,57 @@ func DecodeParams(params json.RawMessage, v any) error {
 	}
 	if dec.More() {
 		return Errorf(CodeInvalid, "bad parameters: trailing data")
+	}
+	return exactKeys(params, v)
+}
+
+// exactKeys checks every top-level key of params is exactly one of the json
+// names of v's struct fields, given once.
+func exactKeys(params json.RawMessage, v any) error {
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	allowed := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name == "" {
+			name = t.Field(i).Name
+		}
+		allowed[name] = true
+	}
+	dec := json.NewDecoder(bytes.NewReader(params))
+	first, err := dec.Token()
+	if err != nil {
+		return Errorf(CodeInvalid, "bad parameters: %v", err)
+	}
+	if first == nil { // null, with spaces around it
+		return nil
+	}
+	if first != json.Delim('{') {
+		return Errorf(CodeInvalid, "bad parameters: not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return Errorf(CodeInvalid, "bad parameters: %v", err)
+		}
+		key, _ := tok.(string)
+		if !allowed[key] {
+			return Errorf(CodeInvalid, "bad parameters: unknown field %q", key)
+		}
+		if seen[key] {
+			return Errorf(CodeInvalid, "bad parameters: field %q given twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return Errorf(CodeInvalid, "bad parameters: %v", err)
+		}
 	}
 	return nil
 }

@@ -15,12 +15,9 @@
 package rideshare
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"reflect"
-	"strings"
 
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
@@ -84,140 +81,35 @@ var migrations = []pluginapi.Migration{
 	},
 }
 
-// Handler serves the rideshare operations. The zero value is ready to use
-// and it holds no state, so one Handler may serve concurrent calls.
-type Handler struct{}
+// Handler serves the rideshare operations. It holds no state, so one
+// Handler may serve concurrent calls.
+type Handler struct{ pluginapi.Table }
 
 var _ pluginapi.Handler = (*Handler)(nil)
 
 // New returns a Handler.
-func New() *Handler { return &Handler{} }
-
-type opFunc func(ctx context.Context, params json.RawMessage, db pluginapi.DB) (any, error)
-
-type opSpec struct {
-	kind pluginapi.Kind
-	run  opFunc
-}
-
-// opOrder is the order in which Info lists the operations.
-var opOrder = []string{
-	OpUsersAdd, OpUsersDelete, OpUsersList, OpUsersExists,
-	OpRidesCreate, OpRidesUpcoming, OpRidesGet, OpRidesJoin, OpRidesDelete, OpRidesCount,
-	OpDBClear,
-}
-
-var ops = map[string]opSpec{
-	OpUsersAdd:      {pluginapi.Write, usersAdd},
-	OpUsersDelete:   {pluginapi.Write, usersDelete},
-	OpUsersList:     {pluginapi.Read, usersList},
-	OpUsersExists:   {pluginapi.Read, usersExists},
-	OpRidesCreate:   {pluginapi.Write, ridesCreate},
-	OpRidesUpcoming: {pluginapi.Read, ridesUpcoming},
-	OpRidesGet:      {pluginapi.Read, ridesGet},
-	OpRidesJoin:     {pluginapi.Write, ridesJoin},
-	OpRidesDelete:   {pluginapi.Write, ridesDelete},
-	OpRidesCount:    {pluginapi.Read, ridesCount},
-	OpDBClear:       {pluginapi.Write, dbClear},
-}
-
-// Info lists the operations and the migrations.
-func (h *Handler) Info(ctx context.Context) (pluginapi.Info, error) {
-	info := pluginapi.Info{
+func New() *Handler {
+	return &Handler{pluginapi.Table{
 		Name:    HandlerName,
 		Version: HandlerVersion,
-		Ops:     make([]pluginapi.Op, 0, len(opOrder)),
-	}
-	for _, name := range opOrder {
-		info.Ops = append(info.Ops, pluginapi.Op{Name: name, Kind: ops[name].kind})
-	}
-	for _, m := range migrations {
-		info.Migrations = append(info.Migrations, pluginapi.Migration{
-			Version:    m.Version,
-			Statements: append([]string(nil), m.Statements...),
-		})
-	}
-	return info, nil
-}
-
-// Execute runs op. A refusal is a *pluginapi.Error; any other error is a
-// handler failure (the database misbehaved or returned unexpected values).
-func (h *Handler) Execute(ctx context.Context, op string, params json.RawMessage, db pluginapi.DB) (json.RawMessage, error) {
-	spec, ok := ops[op]
-	if !ok {
-		return nil, pluginapi.Errorf(pluginapi.CodeInvalid, "unknown operation %q", op)
-	}
-	if db == nil {
-		return nil, fmt.Errorf("rideshare: %s: no database handle", op)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("rideshare: %s: %w", op, err)
-	}
-	res, err := spec.run(ctx, params, db)
-	if err != nil {
-		if _, refused := pluginapi.AsError(err); refused {
-			return nil, err
-		}
-		return nil, fmt.Errorf("rideshare: %s: %w", op, err)
-	}
-	out, err := json.Marshal(res)
-	if err != nil {
-		return nil, fmt.Errorf("rideshare: %s: encoding result: %w", op, err)
-	}
-	return out, nil
+		Ops: []pluginapi.TableOp{
+			{Name: OpUsersAdd, Kind: pluginapi.Write, Run: usersAdd},
+			{Name: OpUsersDelete, Kind: pluginapi.Write, Run: usersDelete},
+			{Name: OpUsersList, Kind: pluginapi.Read, Run: usersList},
+			{Name: OpUsersExists, Kind: pluginapi.Read, Run: usersExists},
+			{Name: OpRidesCreate, Kind: pluginapi.Write, Run: ridesCreate},
+			{Name: OpRidesUpcoming, Kind: pluginapi.Read, Run: ridesUpcoming},
+			{Name: OpRidesGet, Kind: pluginapi.Read, Run: ridesGet},
+			{Name: OpRidesJoin, Kind: pluginapi.Write, Run: ridesJoin},
+			{Name: OpRidesDelete, Kind: pluginapi.Write, Run: ridesDelete},
+			{Name: OpRidesCount, Kind: pluginapi.Read, Run: ridesCount},
+			{Name: OpDBClear, Kind: pluginapi.Write, Run: dbClear},
+		},
+		Migrations: migrations,
+	}}
 }
 
 // ---- parameters ----
-
-// decode is pluginapi.DecodeParams made stricter: encoding/json matches
-// field names case-insensitively and lets a later duplicate key win, so
-// after decoding, every top-level key must also be exactly one of v's json
-// tags and appear once.
-func decode(raw json.RawMessage, v any) error {
-	if err := pluginapi.DecodeParams(raw, v); err != nil {
-		return err
-	}
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil
-	}
-	allowed := map[string]bool{}
-	t := reflect.TypeOf(v).Elem()
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		allowed[name] = true
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	first, err := dec.Token()
-	if err != nil {
-		return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: %v", err)
-	}
-	if first == nil { // null, with spaces around it
-		return nil
-	}
-	if first != json.Delim('{') {
-		return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: not a JSON object")
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: %v", err)
-		}
-		key, _ := tok.(string)
-		if !allowed[key] {
-			return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: unknown field %q", key)
-		}
-		if seen[key] {
-			return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: field %q given twice", key)
-		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: %v", err)
-		}
-	}
-	return nil
-}
 
 func missing(field string) error {
 	return pluginapi.Errorf(pluginapi.CodeInvalid, "parameter %q is required", field)
@@ -279,7 +171,7 @@ type rideDetail struct {
 
 func usersAdd(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
 	var p usersAddParams
-	if err := decode(raw, &p); err != nil {
+	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
 	}
 	switch {
@@ -307,7 +199,7 @@ func usersAdd(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, e
 
 func usersDelete(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
 	var p usernameParams
-	if err := decode(raw, &p); err != nil {
+	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
 	}
 	if p.Username == nil {
@@ -338,7 +230,7 @@ func usersDelete(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any
 }
 
 func usersList(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
-	if err := decode(raw, &noParams{}); err != nil {
+	if err := pluginapi.DecodeParams(raw, &noParams{}); err != nil {
 		return nil, err
 	}
 	rows, err := db.Query(ctx, `SELECT name FROM users ORDER BY name COLLATE BINARY`)
@@ -363,7 +255,7 @@ func usersList(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, 
 
 func usersExists(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
 	var p usernameParams
-	if err := decode(raw, &p); err != nil {
+	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
 	}
 	if p.Username == nil {
@@ -380,7 +272,7 @@ func usersExists(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any
 
 func ridesCreate(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
 	var p ridesCreateParams
-	if err := decode(raw, &p); err != nil {
+	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
 	}
 	switch {
@@ -437,7 +329,7 @@ ON CONFLICT (name) DO UPDATE SET value = value + 1`, rideIDCounter); err != nil 
 
 func ridesUpcoming(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
 	var p ridesUpcomingParams
-	if err := decode(raw, &p); err != nil {
+	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
 	}
 	switch {
@@ -478,7 +370,7 @@ ORDER BY timestamp, id`, *p.Source, *p.Destination, *p.After)
 
 func ridesGet(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
 	var p rideIDParams
-	if err := decode(raw, &p); err != nil {
+	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
 	}
 	if p.RideID == nil {
@@ -533,7 +425,7 @@ func ridesGet(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, e
 
 func ridesJoin(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
 	var p ridesJoinParams
-	if err := decode(raw, &p); err != nil {
+	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
 	}
 	switch {
@@ -585,7 +477,7 @@ SELECT ?, ?, COALESCE(MAX(pos), 0) + 1 FROM ride_members WHERE ride_id = ?`, id,
 
 func ridesDelete(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
 	var p rideIDParams
-	if err := decode(raw, &p); err != nil {
+	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
 	}
 	if p.RideID == nil {
@@ -609,7 +501,7 @@ func ridesDelete(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any
 }
 
 func ridesCount(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
-	if err := decode(raw, &noParams{}); err != nil {
+	if err := pluginapi.DecodeParams(raw, &noParams{}); err != nil {
 		return nil, err
 	}
 	rows, err := db.Query(ctx, `SELECT COUNT(*) FROM rides`)
@@ -632,7 +524,7 @@ func ridesCount(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any,
 }
 
 func dbClear(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
-	if err := decode(raw, &noParams{}); err != nil {
+	if err := pluginapi.DecodeParams(raw, &noParams{}); err != nil {
 		return nil, err
 	}
 	// counters is kept: ride ids are never reused.

@@ -25,12 +25,10 @@
 package stats
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
@@ -63,64 +61,23 @@ var migrations = []pluginapi.Migration{
 	},
 }
 
-// Handler serves the stats operations. It holds no state, so one Handler
-// may serve concurrent calls.
-type Handler struct{}
+// Handler serves the stats operations (all reads). It holds no state, so
+// one Handler may serve concurrent calls.
+type Handler struct{ pluginapi.Table }
 
 var _ pluginapi.Handler = (*Handler)(nil)
 
 // New returns a Handler.
-func New() *Handler { return &Handler{} }
-
-type opFunc func(ctx context.Context, params json.RawMessage, db pluginapi.DB) (any, error)
-
-var opOrder = []string{OpRidesPerArea, OpTopUsers}
-
-var ops = map[string]opFunc{
-	OpRidesPerArea: ridesPerArea,
-	OpTopUsers:     topUsers,
-}
-
-// Info lists the operations (all reads) and the migrations.
-func (h *Handler) Info(ctx context.Context) (pluginapi.Info, error) {
-	info := pluginapi.Info{Name: HandlerName, Version: HandlerVersion}
-	for _, name := range opOrder {
-		info.Ops = append(info.Ops, pluginapi.Op{Name: name, Kind: pluginapi.Read})
-	}
-	for _, m := range migrations {
-		info.Migrations = append(info.Migrations, pluginapi.Migration{
-			Version:    m.Version,
-			Statements: append([]string(nil), m.Statements...),
-		})
-	}
-	return info, nil
-}
-
-// Execute runs op. A refusal is a *pluginapi.Error (CodeInvalid: unknown
-// operation or bad parameters); any other error is a handler failure.
-func (h *Handler) Execute(ctx context.Context, op string, params json.RawMessage, db pluginapi.DB) (json.RawMessage, error) {
-	run, ok := ops[op]
-	if !ok {
-		return nil, pluginapi.Errorf(pluginapi.CodeInvalid, "unknown operation %q", op)
-	}
-	if db == nil {
-		return nil, fmt.Errorf("stats: %s: no database handle", op)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("stats: %s: %w", op, err)
-	}
-	res, err := run(ctx, params, db)
-	if err != nil {
-		if _, refused := pluginapi.AsError(err); refused {
-			return nil, err
-		}
-		return nil, fmt.Errorf("stats: %s: %w", op, err)
-	}
-	out, err := json.Marshal(res)
-	if err != nil {
-		return nil, fmt.Errorf("stats: %s: encoding result: %w", op, err)
-	}
-	return out, nil
+func New() *Handler {
+	return &Handler{pluginapi.Table{
+		Name:    HandlerName,
+		Version: HandlerVersion,
+		Ops: []pluginapi.TableOp{
+			{Name: OpRidesPerArea, Kind: pluginapi.Read, Run: ridesPerArea},
+			{Name: OpTopUsers, Kind: pluginapi.Read, Run: topUsers},
+		},
+		Migrations: migrations,
+	}}
 }
 
 // ---- parameters ----
@@ -140,9 +97,6 @@ func decodeLimit(raw json.RawMessage, def, max int64) (int64, error) {
 	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return 0, err
 	}
-	if err := exactKeys(raw, "limit"); err != nil {
-		return 0, err
-	}
 	if p.Limit == nil {
 		return def, nil
 	}
@@ -153,36 +107,6 @@ func decodeLimit(raw json.RawMessage, def, max int64) (int64, error) {
 		return 0, pluginapi.Errorf(pluginapi.CodeInvalid, "parameter \"limit\" must be an integer from 1 to %d, not %d", max, *p.Limit)
 	}
 	return *p.Limit, nil
-}
-
-// exactKeys refuses a key of the params object that is not exactly one of
-// allowed, or that appears twice. raw has already been decoded by
-// pluginapi.DecodeParams, so it is absent, null or one valid JSON object.
-func exactKeys(raw json.RawMessage, allowed ...string) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if first, err := dec.Token(); err != nil || first != json.Delim('{') {
-		return nil // absent or null
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: %v", err)
-		}
-		key, _ := tok.(string)
-		if !slices.Contains(allowed, key) {
-			return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: unknown field %q", key)
-		}
-		if seen[key] {
-			return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: field %q given twice", key)
-		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return pluginapi.Errorf(pluginapi.CodeInvalid, "bad parameters: %v", err)
-		}
-	}
-	return nil
 }
 
 // ---- results ----
