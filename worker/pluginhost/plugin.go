@@ -93,7 +93,8 @@ func (p *pluginHandle) Execute(ctx context.Context, op string, params json.RawMe
 		ce.Reason = "handler failed"
 	case errors.Is(err, pluginapi.ErrInvalidResult):
 		ce.Reason = "garbage result"
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || pastDeadline(ctx):
+		// (gRPC's own timer can fire a moment before ctx's: ask the clock.)
 		ce.Reason = "no answer within the deadline; process replaced"
 		p.retire(inst, "overran a call's deadline")
 	case errors.Is(ctx.Err(), context.Canceled):
@@ -110,6 +111,12 @@ func (p *pluginHandle) Execute(ctx context.Context, op string, params json.RawMe
 	}
 	p.h.log.Warn("plugin call failed", "plugin", p.entry.Name, "op", op, "pid", inst.pid, "reason", ce.Reason, "err", err)
 	return nil, ce
+}
+
+// pastDeadline reports whether ctx has a deadline that has passed.
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // acquire returns the running instance (starting one if needed) with a
