@@ -113,10 +113,12 @@ func (p *pluginHandle) Execute(ctx context.Context, op string, params json.RawMe
 	return nil, ce
 }
 
-// pastDeadline reports whether ctx has a deadline that has passed.
+// pastDeadline reports whether ctx has a deadline that has passed (or is
+// within the few milliseconds by which gRPC's rounded timeout can run
+// ahead of it).
 func pastDeadline(ctx context.Context) bool {
 	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
+	return ok && !time.Now().Before(d.Add(-20*time.Millisecond))
 }
 
 // acquire returns the running instance (starting one if needed) with a
