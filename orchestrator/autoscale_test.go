@@ -35,7 +35,7 @@ func TestAutoscalerRule(t *testing.T) {
 
 // The window starts at the first read, and each window's count is reset.
 func TestAutoscalerWindows(t *testing.T) {
-	a := newAutoscaler(ScaleOptions{Window: 50 * time.Millisecond, ReadsPerSlave: 2, MinSlaves: 1, MaxSlaves: 10})
+	a := newAutoscaler(ScaleOptions{Window: 300 * time.Millisecond, ReadsPerSlave: 2, MinSlaves: 1, MaxSlaves: 10})
 	got := make(chan int, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -43,7 +43,7 @@ func TestAutoscalerWindows(t *testing.T) {
 	select {
 	case n := <-got:
 		t.Fatalf("scaled to %d before any read", n)
-	case <-time.After(150 * time.Millisecond):
+	case <-time.After(400 * time.Millisecond):
 	}
 	for range 7 {
 		a.countRead()
