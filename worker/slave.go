@@ -327,7 +327,9 @@ func (w *Worker) runReads(ctx context.Context, conn *amqp.Connection, replies *p
 				_ = ch.Nack(d.DeliveryTag, false, true)
 				return nil
 			}
-			w.reply(ctx, replies, d, mustJSON(r))
+			// A read taken is answered even if we are stopping meanwhile
+			// (scale-in): it must not be dropped.
+			w.reply(context.WithoutCancel(ctx), replies, d, mustJSON(r))
 			if err := ch.Ack(d.DeliveryTag, false); err != nil {
 				return fmt.Errorf("ack read: %w", err)
 			}
@@ -374,12 +376,16 @@ func (w *Worker) serveRead(ctx context.Context, d amqp.Delivery) *wire.Reply {
 		// A snapshot was installed meanwhile and it is older than the read.
 		return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
 	}
-	db, done, err := st.Reader(rctx)
+	// From here the read runs to its end even if the worker is stopping:
+	// only its own deadline bounds it.
+	ectx, ecancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer ecancel()
+	db, done, err := st.Reader(ectx)
 	if err != nil {
 		return &wire.Reply{Status: 503, Error: err.Error(), Worker: w.opts.ID}
 	}
 	defer done()
-	octx, ocancel := context.WithTimeout(rctx, w.opts.OpTimeout)
+	octx, ocancel := context.WithTimeout(ectx, w.opts.OpTimeout)
 	defer ocancel()
 	res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
 	if err != nil {
