@@ -159,7 +159,12 @@ func (w *Worker) session(ctx context.Context, conn *amqp.Connection) error {
 	}
 	w.setSyncPub(&publisher{ch: pch, confirm: true})
 	defer w.setSyncPub(nil)
-	// A reconnect may have lost sync messages: have the applier check.
+	// A reconnect may have lost sync messages: not electable until the
+	// applier has repaired from the master's log.
+	if w.sessions.Add(1) > 1 {
+		w.catchingUp.Store(true)
+		signalChan(w.zkNudge)
+	}
 	signalChan(w.kick)
 
 	var wg sync.WaitGroup

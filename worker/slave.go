@@ -39,17 +39,15 @@ func (w *Worker) runApplier(ctx context.Context, needSnapshot bool) error {
 			}
 		case <-w.kick:
 			if w.isSlave() {
-				seq, _ := w.store.Load().Applied()
-				if err := w.repairFrom(ctx, seq+1); err != nil && ctx.Err() == nil {
+				if err := w.repairToMaster(ctx); err != nil && ctx.Err() == nil {
 					w.log.Warn("repair failed", "err", err)
 				}
 			}
 		case <-tick.C:
 			// Idle slaves poll the master's log now and then, so a gap left
 			// by a lost sync message is closed even when no write follows.
-			if w.isSlave() && len(w.syncIn) == 0 {
-				seq, _ := w.store.Load().Applied()
-				_ = w.repairFrom(ctx, seq+1)
+			if w.isSlave() && (len(w.syncIn) == 0 || w.catchingUp.Load()) {
+				_ = w.repairToMaster(ctx)
 			}
 		}
 	}
@@ -145,6 +143,21 @@ func (w *Worker) applyStream(ctx context.Context, entries []wire.Entry) error {
 		}
 	}
 	return flush()
+}
+
+// repairToMaster asks the master for everything after what this slave
+// applied; once that succeeded, a slave that was catching up after a
+// reconnect is complete again (and electable).
+func (w *Worker) repairToMaster(ctx context.Context) error {
+	seq, _ := w.store.Load().Applied()
+	if err := w.repairFrom(ctx, seq+1); err != nil {
+		return err
+	}
+	if w.catchingUp.CompareAndSwap(true, false) {
+		w.log.Info("caught up with the master after a reconnect")
+		signalChan(w.zkNudge)
+	}
+	return nil
 }
 
 // repairFrom fetches log entries from the master, from seq from on, and

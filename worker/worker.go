@@ -73,19 +73,25 @@ func (o *Options) defaults() {
 
 // Worker is one DBaaS worker process.
 type Worker struct {
-	opts     Options
-	log      *slog.Logger
-	names    mq.Names
-	pid      int
-	reg      Registry
-	store    atomic.Pointer[Store]
-	readMu   sync.RWMutex // reads hold it shared; a snapshot install exclusively
-	zks      *zkutil.Session
-	caller   *mq.Caller
-	syncIn   chan amqp091Delivery
-	kick     chan struct{} // ask the applier to repair now
-	fatal    chan error
-	fatalOne sync.Once
+	opts   Options
+	log    *slog.Logger
+	names  mq.Names
+	pid    int
+	reg    Registry
+	store  atomic.Pointer[Store]
+	readMu sync.RWMutex // reads hold it shared; a snapshot install exclusively
+	// catchingUp is set when an AMQP session other than the first binds a
+	// new sync queue: what was published meanwhile reached the other
+	// slaves only. Until a repair from the master succeeds, the znode says
+	// catching-up and the orchestrator does not elect this worker.
+	catchingUp atomic.Bool
+	sessions   atomic.Int32
+	zks        *zkutil.Session
+	caller     *mq.Caller
+	syncIn     chan amqp091Delivery
+	kick       chan struct{} // ask the applier to repair now
+	fatal      chan error
+	fatalOne   sync.Once
 
 	mu          sync.Mutex
 	role        string // wire.RoleSlave or wire.RoleMaster
@@ -272,6 +278,9 @@ func (w *Worker) info() wire.WorkerInfo {
 	seq, logEp := w.store.Load().Applied()
 	if role != wire.RoleMaster {
 		ep = logEp
+	}
+	if state == wire.StateReady && role == wire.RoleSlave && w.catchingUp.Load() {
+		state = wire.StateCatchingUp
 	}
 	return wire.WorkerInfo{ID: w.opts.ID, PID: w.pid, Role: role, State: state, Applied: seq, Epoch: ep}
 }

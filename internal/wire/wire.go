@@ -236,8 +236,9 @@ const (
 	RoleMaster = "master"
 	RoleSlave  = "slave"
 
-	StateSyncing = "syncing" // loading a snapshot or catching up: no reads yet
-	StateReady   = "ready"   // serving its role
+	StateSyncing    = "syncing"     // loading a snapshot: no reads yet
+	StateCatchingUp = "catching-up" // serving reads, but may miss entries since a reconnect: not electable
+	StateReady      = "ready"       // serving its role
 )
 
 // WorkerInfo is the content of a worker's ephemeral znode,
