@@ -379,6 +379,12 @@ func (c *cluster) reconcile(ctx context.Context) error {
 // compare-and-set on the master record. It returns "" when no worker can
 // be elected yet.
 func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int32, exists bool, alive map[string]int, zkw map[string]wire.WorkerInfo) (string, error) {
+	if !exists && c.waitingForRegistrations(alive, zkw) {
+		// The first election waits for every worker just started, so the
+		// tie (all at sequence 0) goes to the lowest pid, as the course
+		// design has it, rather than to whichever registered first.
+		return "", nil
+	}
 	var best *wire.WorkerInfo
 	bestPID := 0
 	for id, info := range zkw {
@@ -454,6 +460,22 @@ func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int3
 	slices.Sort(candidates)
 	c.log.Info("elected master", "id", best.ID, "pid", bestPID, "applied_seq", best.Applied, "epoch", next.Epoch, "previous", rec.ID, "candidates", candidates)
 	return best.ID, nil
+}
+
+// waitingForRegistrations reports whether a worker started less than 10 s
+// ago has not registered in ZooKeeper yet.
+func (c *cluster) waitingForRegistrations(alive map[string]int, zkw map[string]wire.WorkerInfo) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range alive {
+		if _, registered := zkw[id]; registered {
+			continue
+		}
+		if at, ok := c.starts[id]; ok && time.Since(at) < 10*time.Second {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshot returns the API view.
