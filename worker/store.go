@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
@@ -446,34 +445,5 @@ func (d *txDB) Query(ctx context.Context, query string, args ...any) (pluginapi.
 	if err != nil {
 		return pluginapi.Rows{}, err
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return pluginapi.Rows{}, err
-	}
-	out := pluginapi.Rows{Columns: cols}
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return pluginapi.Rows{}, err
-		}
-		for i, v := range vals {
-			switch x := v.(type) {
-			case time.Time: // declared DATE/TIME columns come back as time.Time
-				vals[i] = x.UTC().Format(time.RFC3339Nano)
-			case bool:
-				if x {
-					vals[i] = int64(1)
-				} else {
-					vals[i] = int64(0)
-				}
-			}
-		}
-		out.Values = append(out.Values, vals)
-	}
-	return out, rows.Err()
+	return pluginapi.ScanRows(rows)
 }

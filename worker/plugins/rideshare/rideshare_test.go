@@ -44,31 +44,7 @@ func (d *testTxDB) Query(ctx context.Context, query string, args ...any) (plugin
 	if err != nil {
 		return pluginapi.Rows{}, err
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return pluginapi.Rows{}, err
-	}
-	out := pluginapi.Rows{Columns: cols, Values: [][]any{}}
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return pluginapi.Rows{}, err
-		}
-		for i, v := range vals {
-			switch v.(type) {
-			case nil, int64, float64, string, []byte:
-			default:
-				return pluginapi.Rows{}, fmt.Errorf("column %s: driver returned %T", cols[i], v)
-			}
-		}
-		out.Values = append(out.Values, vals)
-	}
-	return out, rows.Err()
+	return pluginapi.ScanRows(rows)
 }
 
 // mustOpenTx is a test helper: it opens a fresh SQLite file in t.TempDir(),

@@ -46,24 +46,7 @@ func (d *testDB) Query(ctx context.Context, query string, args ...any) (pluginap
 	if err != nil {
 		return pluginapi.Rows{}, err
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return pluginapi.Rows{}, err
-	}
-	out := pluginapi.Rows{Columns: cols, Values: [][]any{}}
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return pluginapi.Rows{}, err
-		}
-		out.Values = append(out.Values, vals)
-	}
-	return out, rows.Err()
+	return pluginapi.ScanRows(rows)
 }
 
 // mustOpen is a test helper: a fresh SQLite file in t.TempDir() with the
