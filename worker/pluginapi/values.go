@@ -38,3 +38,34 @@ func String(v any, col string) (string, error) {
 		return "", fmt.Errorf("column %s: unexpected %T, want text", col, v)
 	}
 }
+
+// Scan reads row i of r into dest, one *int64 or *string per column (as
+// Int64 and String do), checking the row has exactly that many columns.
+func (r Rows) Scan(i int, dest ...any) error {
+	if i < 0 || i >= len(r.Values) {
+		return fmt.Errorf("row %d of a result with %d rows", i, len(r.Values))
+	}
+	row := r.Values[i]
+	if len(row) != len(dest) {
+		return fmt.Errorf("row %d has %d columns, want %d", i, len(row), len(dest))
+	}
+	for j, d := range dest {
+		col := fmt.Sprint(j + 1)
+		if j < len(r.Columns) {
+			col = r.Columns[j]
+		}
+		var err error
+		switch p := d.(type) {
+		case *int64:
+			*p, err = Int64(row[j], col)
+		case *string:
+			*p, err = String(row[j], col)
+		default:
+			return fmt.Errorf("row %d: cannot scan into %T", i, d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -238,12 +238,9 @@ func usersList(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, 
 		return nil, err
 	}
 	users := make([]string, 0, len(rows.Values))
-	for i, row := range rows.Values {
-		if err := rowWidth(row, 1, i); err != nil {
-			return nil, err
-		}
-		name, err := pluginapi.String(row[0], "users.name")
-		if err != nil {
+	for i := range rows.Values {
+		var name string
+		if err := rows.Scan(i, &name); err != nil {
 			return nil, err
 		}
 		users = append(users, name)
@@ -311,11 +308,8 @@ ON CONFLICT (name) DO UPDATE SET value = value + 1`, rideIDCounter); err != nil 
 	if len(rows.Values) != 1 {
 		return nil, fmt.Errorf("ride id counter: %d rows, want 1", len(rows.Values))
 	}
-	if err := rowWidth(rows.Values[0], 1, 0); err != nil {
-		return nil, err
-	}
-	id, err := pluginapi.Int64(rows.Values[0][0], "counters.value")
-	if err != nil {
+	var id int64
+	if err := rows.Scan(0, &id); err != nil {
 		return nil, err
 	}
 	if _, err := db.Exec(ctx, `INSERT INTO rides (id, created_by, timestamp, source, destination) VALUES (?, ?, ?, ?, ?)`,
@@ -347,18 +341,9 @@ ORDER BY timestamp, id`, *p.Source, *p.Destination, *p.After)
 		return nil, err
 	}
 	rides := make([]upcomingRide, 0, len(rows.Values))
-	for i, row := range rows.Values {
-		if err := rowWidth(row, 3, i); err != nil {
-			return nil, err
-		}
+	for i := range rows.Values {
 		var r upcomingRide
-		if r.RideID, err = pluginapi.Int64(row[0], "rides.id"); err != nil {
-			return nil, err
-		}
-		if r.Username, err = pluginapi.String(row[1], "rides.created_by"); err != nil {
-			return nil, err
-		}
-		if r.Timestamp, err = pluginapi.Int64(row[2], "rides.timestamp"); err != nil {
+		if err := rows.Scan(i, &r.RideID, &r.Username, &r.Timestamp); err != nil {
 			return nil, err
 		}
 		rides = append(rides, r)
@@ -383,24 +368,8 @@ func ridesGet(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, e
 	if len(rows.Values) == 0 {
 		return nil, pluginapi.Errorf(pluginapi.CodeNotFound, "ride %d does not exist", *p.RideID)
 	}
-	row := rows.Values[0]
-	if err := rowWidth(row, 5, 0); err != nil {
-		return nil, err
-	}
 	var r rideDetail
-	if r.RideID, err = pluginapi.Int64(row[0], "rides.id"); err != nil {
-		return nil, err
-	}
-	if r.CreatedBy, err = pluginapi.String(row[1], "rides.created_by"); err != nil {
-		return nil, err
-	}
-	if r.Timestamp, err = pluginapi.Int64(row[2], "rides.timestamp"); err != nil {
-		return nil, err
-	}
-	if r.Source, err = pluginapi.Int64(row[3], "rides.source"); err != nil {
-		return nil, err
-	}
-	if r.Destination, err = pluginapi.Int64(row[4], "rides.destination"); err != nil {
+	if err := rows.Scan(0, &r.RideID, &r.CreatedBy, &r.Timestamp, &r.Source, &r.Destination); err != nil {
 		return nil, err
 	}
 	members, err := db.Query(ctx, `SELECT username FROM ride_members WHERE ride_id = ? ORDER BY pos, username COLLATE BINARY`, r.RideID)
@@ -408,12 +377,9 @@ func ridesGet(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, e
 		return nil, err
 	}
 	r.Users = make([]string, 0, len(members.Values))
-	for i, m := range members.Values {
-		if err := rowWidth(m, 1, i); err != nil {
-			return nil, err
-		}
-		name, err := pluginapi.String(m[0], "ride_members.username")
-		if err != nil {
+	for i := range members.Values {
+		var name string
+		if err := members.Scan(i, &name); err != nil {
 			return nil, err
 		}
 		r.Users = append(r.Users, name)
@@ -442,11 +408,8 @@ func ridesJoin(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, 
 	if len(rows.Values) == 0 {
 		return nil, pluginapi.Errorf(pluginapi.CodeNotFound, "ride %d does not exist", id)
 	}
-	if err := rowWidth(rows.Values[0], 1, 0); err != nil {
-		return nil, err
-	}
-	creator, err := pluginapi.String(rows.Values[0][0], "rides.created_by")
-	if err != nil {
+	var creator string
+	if err := rows.Scan(0, &creator); err != nil {
 		return nil, err
 	}
 	exists, err := userExists(ctx, db, name)
@@ -511,11 +474,8 @@ func ridesCount(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any,
 	if len(rows.Values) != 1 {
 		return nil, fmt.Errorf("count: %d rows, want 1", len(rows.Values))
 	}
-	if err := rowWidth(rows.Values[0], 1, 0); err != nil {
-		return nil, err
-	}
-	n, err := pluginapi.Int64(rows.Values[0][0], "count")
-	if err != nil {
+	var n int64
+	if err := rows.Scan(0, &n); err != nil {
 		return nil, err
 	}
 	return struct {
@@ -548,11 +508,4 @@ func userExists(ctx context.Context, db pluginapi.DB, name string) (bool, error)
 		return false, err
 	}
 	return len(rows.Values) > 0, nil
-}
-
-func rowWidth(row []any, want, i int) error {
-	if len(row) != want {
-		return fmt.Errorf("row %d has %d columns, want %d", i, len(row), want)
-	}
-	return nil
 }

@@ -27,7 +27,6 @@ package stats
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
 
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
@@ -149,18 +148,9 @@ LIMIT ?`, limit)
 		return nil, err
 	}
 	areas := make([]AreaStat, 0, len(rows.Values))
-	for i, row := range rows.Values {
-		if len(row) != 3 {
-			return nil, fmt.Errorf("row %d has %d columns, want 3", i, len(row))
-		}
+	for i := range rows.Values {
 		var a AreaStat
-		if a.Area, err = pluginapi.Int64(row[0], "area"); err != nil {
-			return nil, err
-		}
-		if a.RidesFrom, err = pluginapi.Int64(row[1], "rides_from"); err != nil {
-			return nil, err
-		}
-		if a.RidesTo, err = pluginapi.Int64(row[2], "rides_to"); err != nil {
+		if err := rows.Scan(i, &a.Area, &a.RidesFrom, &a.RidesTo); err != nil {
 			return nil, err
 		}
 		areas = append(areas, a)
@@ -194,18 +184,9 @@ LIMIT ?`, limit)
 		return nil, err
 	}
 	users := make([]UserStat, 0, len(rows.Values))
-	for i, row := range rows.Values {
-		if len(row) != 3 {
-			return nil, fmt.Errorf("row %d has %d columns, want 3", i, len(row))
-		}
+	for i := range rows.Values {
 		var u UserStat
-		if u.Username, err = pluginapi.String(row[0], "username"); err != nil {
-			return nil, err
-		}
-		if u.Created, err = pluginapi.Int64(row[1], "created"); err != nil {
-			return nil, err
-		}
-		if u.Joined, err = pluginapi.Int64(row[2], "joined"); err != nil {
+		if err := rows.Scan(i, &u.Username, &u.Created, &u.Joined); err != nil {
 			return nil, err
 		}
 		users = append(users, u)
