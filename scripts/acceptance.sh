@@ -8,6 +8,9 @@
 #   ACCEPTANCE_ARGS  extra arguments for it, e.g. "--section users,rides"
 #   ACCEPTANCE_TIMEOUT  seconds the suite may take (default 480: keeps `make
 #                    test` well under 20 min even when the DBaaS hangs)
+#   ACCEPTANCE_NAME, ACCEPTANCE_PORT_BASE  the stack's NAME and port base
+#                    (default acc and 18000), so that two checkouts on one
+#                    machine can run the suite at once
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,13 +20,14 @@ source "$repo/scripts/stack.sh"
 suite=${ACCEPTANCE_PY:-$repo/../shared/acceptance/acceptance.py}
 [ -f "$suite" ] || { stack_err "acceptance suite not found at $suite (set ACCEPTANCE_PY)"; exit 2; }
 command -v python3 >/dev/null || { stack_err "python3 is needed for $suite"; exit 2; }
-port_base=18000
+name=${ACCEPTANCE_NAME:-acc}
+port_base=${ACCEPTANCE_PORT_BASE:-18000}
 scale_window_s=10
 
 make -C "$repo" --no-print-directory servers build traefik
 
 # A run killed too hard to clean up leaves its stack behind: stop it first.
-last=${TMPDIR:-/tmp}/rideshare-acceptance.last
+last=${TMPDIR:-/tmp}/rideshare-acceptance-$name.last
 [ -s "$last" ] && stack_reap "$(cat "$last")"
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/rideshare-acceptance.XXXXXX")
@@ -49,7 +53,7 @@ trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-stack_start acc "$state" "$port_base" "${scale_window_s}s"
+stack_start "$name" "$state" "$port_base" "${scale_window_s}s"
 stack_print_urls
 echo
 

@@ -6,6 +6,7 @@
 #   users 8081, rides 8082; NAME "run"; state and logs under .run/.
 #
 # RUN_PORT_BASE (default 8000) moves all the ports (see scripts/stack.sh),
+# RUN_NAME (default run) names the stack (ZooKeeper root, queue prefix),
 # RUN_SCALE_WINDOW (default 2m) sets the autoscaler's window.
 set -euo pipefail
 
@@ -25,7 +26,7 @@ trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-stack_start run "$repo/.run" "${RUN_PORT_BASE:-8000}" "${RUN_SCALE_WINDOW:-2m}"
+stack_start "${RUN_NAME:-run}" "$repo/.run" "${RUN_PORT_BASE:-8000}" "${RUN_SCALE_WINDOW:-2m}"
 stack_print_urls
 echo
 stack_log "running; Ctrl-C stops the stack"
