@@ -159,6 +159,13 @@ stack_spawn() {
   setsid "$@" >"$STACK_DIR/logs/$name.log" 2>&1 </dev/null {STACK_LOCK_FD}>&- &
   pid=$!
   echo "$pid" >"$STACK_DIR/pids/$name.pid"
+  # Until the child has exec'd, its command line is still this shell's, and
+  # stack_pid would take it for a component that exited: wait for the exec
+  # (or the child's end) before anyone asks.
+  local end=$((SECONDS + 10))
+  while [ "$SECONDS" -lt "$end" ] && stack_alive "$pid" && [ -z "$(stack_pid "$name")" ]; do
+    sleep 0.05
+  done
 }
 
 # stack_wait NAME URL PREDICATE WHAT: polls URL until PREDICATE accepts its
