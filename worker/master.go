@@ -35,7 +35,7 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if ferr := w.checkFence(epoch); errors.Is(ferr, ErrFenced) {
+		if ferr := w.checkFence(ctx, epoch); errors.Is(ferr, ErrFenced) {
 			return ferr
 		}
 		if attempt == 10 {
@@ -59,13 +59,13 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 	}
 	entries = append(entries, migs...)
 	// Fence check before the commit, as for every write batch.
-	if err := w.checkFence(epoch); err != nil {
+	if err := w.checkFence(ctx, epoch); err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	if err := w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
+	if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
 		// Slaves will see a gap at the next batch and repair it from our log.
 		log.Warn("promotion: publishing the epoch entry failed; slaves will repair", "err", err)
 	}
@@ -98,7 +98,7 @@ func (w *Worker) drainSync(ctx context.Context, timeout time.Duration) error {
 		w.barrier, w.barrierSeen = "", nil
 		w.mu.Unlock()
 	}()
-	if err := w.publishSync(ctx, wire.SyncBatch{Epoch: ep, Barrier: id}); err != nil {
+	if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: ep, Barrier: id}); err != nil {
 		return err
 	}
 	select {
@@ -148,13 +148,13 @@ func (w *Worker) migrateNow(ctx context.Context, epoch uint64) error {
 	if err != nil || len(entries) == 0 {
 		return err
 	}
-	if err := w.checkFence(epoch); err != nil {
+	if err := w.checkFence(ctx, epoch); err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	return w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries})
+	return w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries})
 }
 
 // migrate applies the handlers' migrations this database lacks, as admin
@@ -198,15 +198,8 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 // worker with epoch. It runs before every commit. While ZooKeeper is
 // unreachable it fails too, so a master cut off from ZooKeeper commits
 // nothing.
-func (w *Worker) checkFence(epoch uint64) error {
-	if !w.zks.HasSession() {
-		return errors.New("no zookeeper session")
-	}
-	// sync first: a ZooKeeper follower may serve an old value.
-	if _, err := w.zks.Conn.Sync(wire.MasterPath(w.opts.ZKRoot)); err != nil {
-		return fmt.Errorf("zookeeper sync: %w", err)
-	}
-	rec, ok, err := w.readMaster()
+func (w *Worker) checkFence(ctx context.Context, epoch uint64) error {
+	rec, ok, err := w.coord.MasterRecord(ctx)
 	if err != nil {
 		return err
 	}
@@ -217,7 +210,7 @@ func (w *Worker) checkFence(epoch uint64) error {
 }
 
 // runMaster consumes writeQ and group-commits what it receives.
-func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies Replier) error {
 	w.mu.Lock()
 	epoch := w.masterEpoch
 	w.mu.Unlock()
@@ -234,6 +227,13 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *
 		return fmt.Errorf("consume %s: %w", w.names.WriteQ, err)
 	}
 	w.log.Info("consuming writes", "queue", w.names.WriteQ, "epoch", epoch)
+	return w.masterLoop(ctx, epoch, deliveries, replies)
+}
+
+// masterLoop group-commits the writes it receives until ctx ends, the
+// deliveries end, or a batch fails. Deliveries are acked and nacked
+// through their own Acknowledger (the channel they came on).
+func (w *Worker) masterLoop(ctx context.Context, epoch uint64, deliveries <-chan amqp.Delivery, replies Replier) error {
 	for {
 		var batch []amqp.Delivery
 		select {
@@ -264,24 +264,24 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *
 				runtime.Gosched()
 			}
 		}
-		if err := w.commitBatch(ctx, epoch, ch, replies, batch); err != nil {
+		if err := w.commitBatch(ctx, epoch, replies, batch); err != nil {
 			return err
 		}
 	}
 }
 
-func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel, replies *publisher, batch []amqp.Delivery) error {
-	last := batch[len(batch)-1].DeliveryTag
+func (w *Worker) commitBatch(ctx context.Context, epoch uint64, replies Replier, batch []amqp.Delivery) error {
+	last := batch[len(batch)-1]
 	start := time.Now()
 	// Hold the batch until the fence check passes: while ZooKeeper is
 	// unreachable we cannot know whether we are still master.
 	for {
-		err := w.checkFence(epoch)
+		err := w.checkFence(ctx, epoch)
 		if err == nil {
 			break
 		}
 		if errors.Is(err, ErrFenced) {
-			_ = ch.Nack(last, true, true)
+			_ = last.Nack(true, true)
 			return err
 		}
 		w.log.Warn("cannot confirm mastership; holding writes", "err", err)
@@ -294,7 +294,7 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel
 	st := w.store.Load()
 	b, err := st.Begin(ctx)
 	if err != nil {
-		_ = ch.Nack(last, true, true)
+		_ = last.Nack(true, true)
 		return err
 	}
 	defer b.Rollback()
@@ -303,7 +303,7 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel
 	for i, d := range batch {
 		r, e, err := w.applyWrite(ctx, b, epoch, d)
 		if err != nil {
-			_ = ch.Nack(last, true, true)
+			_ = last.Nack(true, true)
 			return err
 		}
 		out[i] = r
@@ -312,12 +312,12 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel
 		}
 	}
 	if err := b.Commit(ctx); err != nil {
-		_ = ch.Nack(last, true, true)
+		_ = last.Nack(true, true)
 		return err
 	}
 	committed := time.Now()
 	if len(entries) > 0 {
-		if err := w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
+		if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
 			// Committed but not confirmed on the sync stream: do not ack.
 			// The writes are redelivered and answered from _writes; slaves
 			// repair the gap from our log.
@@ -327,18 +327,18 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel
 	// Check again now that the entries are on the sync stream: if we are
 	// still named, any new master's barrier comes after them, so it has
 	// them; if not, it may not, and the writes must be redone by it.
-	if err := w.checkFence(epoch); err != nil {
-		_ = ch.Nack(last, true, true)
+	if err := w.checkFence(ctx, epoch); err != nil {
+		_ = last.Nack(true, true)
 		if errors.Is(err, ErrFenced) {
 			return err
 		}
 		return fmt.Errorf("fence check after commit: %w", err)
 	}
-	if err := ch.Ack(last, true); err != nil {
+	if err := last.Ack(true); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
 	for i, d := range batch {
-		w.reply(ctx, replies, d, mustJSON(out[i]))
+		replies.Reply(ctx, d, mustJSON(out[i]))
 	}
 	w.log.Debug("batch committed", "writes", len(batch), "seq", b.Seq(),
 		"commit", committed.Sub(start), "total", time.Since(start))
@@ -417,7 +417,7 @@ func refusal(pe *pluginapi.Error, worker string) *wire.Reply {
 }
 
 // runRepairServer answers slaves' requests for log ranges and snapshots.
-func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, replies Replier) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open repair channel: %w", err)
@@ -435,7 +435,7 @@ func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, rep
 			if !ok {
 				return errors.New("repair consumer closed")
 			}
-			w.reply(ctx, replies, d, mustJSON(w.serveRepair(ctx, d)))
+			replies.Reply(ctx, d, mustJSON(w.serveRepair(ctx, d)))
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
@@ -198,22 +197,11 @@ func (w *Worker) repairFrom(ctx context.Context, from uint64) error {
 }
 
 func (w *Worker) callRepair(ctx context.Context, req wire.RepairRequest, timeout time.Duration, out *wire.RepairReply) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-w.promoted:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	d, err := w.caller.Call(ctx, mq.Message{Key: w.names.RepairQ, Type: wire.TypeRepair, Body: mustJSON(req)})
+	r, err := w.repairs.Repair(ctx, req, timeout)
 	if err != nil {
-		return fmt.Errorf("repair call: %w", err)
+		return err
 	}
-	if err := json.Unmarshal(d.Body, out); err != nil {
-		return fmt.Errorf("decode repair reply: %w", err)
-	}
+	*out = r
 	if out.Error != "" {
 		return fmt.Errorf("master: %s", out.Error)
 	}
@@ -314,7 +302,7 @@ func writeFileSync(path string, data []byte) error {
 // reads round-robin over the slaves. A read is acked after its reply is
 // published; a slave that dies mid-read leaves it unacked, and RabbitMQ
 // gives it to another slave.
-func (w *Worker) runReads(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+func (w *Worker) runReads(ctx context.Context, conn *amqp.Connection, replies Replier) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open read channel: %w", err)
@@ -342,7 +330,7 @@ func (w *Worker) runReads(ctx context.Context, conn *amqp.Connection, replies *p
 			}
 			// A read taken is answered even if we are stopping meanwhile
 			// (scale-in): it must not be dropped.
-			w.reply(context.WithoutCancel(ctx), replies, d, mustJSON(r))
+			replies.Reply(context.WithoutCancel(ctx), d, mustJSON(r))
 			if err := ch.Ack(d.DeliveryTag, false); err != nil {
 				return fmt.Errorf("ack read: %w", err)
 			}

@@ -88,10 +88,15 @@ type Worker struct {
 	sessions   atomic.Int32
 	zks        *zkutil.Session
 	caller     *mq.Caller
-	syncIn     chan amqp091Delivery
-	kick       chan struct{} // ask the applier to repair now
-	fatal      chan error
-	fatalOne   sync.Once
+	// The replication logic's view of ZooKeeper and RabbitMQ (ports.go);
+	// Run wires the real ones unless a test set them first.
+	coord    Coordinator
+	syncOut  SyncPublisher
+	repairs  RepairClient
+	syncIn   chan amqp091Delivery
+	kick     chan struct{} // ask the applier to repair now
+	fatal    chan error
+	fatalOne sync.Once
 
 	mu          sync.Mutex
 	role        string // wire.RoleSlave or wire.RoleMaster
@@ -130,6 +135,8 @@ func New(opts Options) (*Worker, error) {
 		promoted:    make(chan struct{}),
 	}
 	w.caller = mq.NewCaller(w.log.With("subsystem", "rpc"))
+	w.syncOut = amqpSync{w}
+	w.repairs = mqRepair{w}
 	return w, nil
 }
 
@@ -166,6 +173,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.zks = zks
+	if w.coord == nil {
+		w.coord = &zkCoordinator{zks: zks, root: w.opts.ZKRoot}
+	}
 	defer zks.Close()
 	if err := zks.WaitSession(ctx, w.opts.ZKServers); err != nil {
 		return nil // stopped before ZooKeeper answered
@@ -257,18 +267,7 @@ func signalChan(c chan struct{}) {
 }
 
 func (w *Worker) readMaster() (wire.MasterRecord, bool, error) {
-	data, _, err := w.zks.Conn.Get(wire.MasterPath(w.opts.ZKRoot))
-	if errors.Is(err, zk.ErrNoNode) {
-		return wire.MasterRecord{}, false, nil
-	}
-	if err != nil {
-		return wire.MasterRecord{}, false, fmt.Errorf("read master record: %w", err)
-	}
-	var rec wire.MasterRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return wire.MasterRecord{}, false, fmt.Errorf("decode master record: %w", err)
-	}
-	return rec, true, nil
+	return readMasterRecord(w.zks.Conn, w.opts.ZKRoot)
 }
 
 func (w *Worker) info() wire.WorkerInfo {
