@@ -43,7 +43,13 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		}
 		log.Warn("promotion: barrier not seen yet; trying again", "err", err)
 	}
+	// Entries this worker holds may be missing from other slaves (it got
+	// some through a repair from the old master, which may never have
+	// confirmed them): until proven otherwise, only what every slave has
+	// applied counts as confirmed, and the first ack republishes the rest.
+	w.dropPending("promoted to master")
 	st := w.store.Load()
+	w.resetConfirmed(ctx, st)
 	b, err := st.Begin(ctx)
 	if err != nil {
 		return err
@@ -65,9 +71,10 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
-		// Slaves will see a gap at the next batch and repair it from our log.
-		log.Warn("promotion: publishing the epoch entry failed; slaves will repair", "err", err)
+	if err := w.confirmUpTo(ctx, epoch, entries); err != nil {
+		// Nothing is acknowledged above an unconfirmed entry: the first
+		// write batch publishes these again before it acks (confirmUpTo).
+		log.Warn("promotion: publishing the epoch entry failed; the first write batch republishes it", "err", err)
 	}
 	w.mu.Lock()
 	w.role = wire.RoleMaster
@@ -154,7 +161,7 @@ func (w *Worker) migrateNow(ctx context.Context, epoch uint64) error {
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	return w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries})
+	return w.confirmUpTo(ctx, epoch, entries)
 }
 
 // migrate applies the handlers' migrations this database lacks, as admin
@@ -192,6 +199,91 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 		}
 	}
 	return out, nil
+}
+
+// confirmUpTo publishes on the sync stream every entry of this master's
+// log that is not confirmed yet, up to the store's applied sequence number,
+// and returns once the broker confirmed them all. fresh holds entries just
+// committed: they are published as they are; anything between the
+// confirmed watermark and them (left by a publish that failed, or unknown
+// to other slaves after a promotion) is read back from _log and published
+// first, so every slave's queue gets the log in order.
+//
+// This is the rule that makes a reply of 200 mean "in every slave's
+// queue": a batch is acked only after confirmUpTo returned, and the
+// watermark only moves over a contiguous confirmed range.
+func (w *Worker) confirmUpTo(ctx context.Context, epoch uint64, fresh []wire.Entry) error {
+	w.confirmMu.Lock()
+	defer w.confirmMu.Unlock()
+	st := w.store.Load()
+	applied, _ := st.Applied()
+	for len(fresh) > 0 && fresh[0].Seq <= w.confirmed {
+		fresh = fresh[1:]
+	}
+	gapEnd := applied
+	if len(fresh) > 0 {
+		gapEnd = fresh[0].Seq - 1
+	}
+	for w.confirmed < gapEnd {
+		entries, ok, err := st.LogFrom(ctx, w.confirmed+1, 500)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// The log no longer reaches back that far: a slave that far
+			// behind gets a snapshot when it asks (it is told the log is
+			// truncated), and until then it is below what the orchestrator
+			// has acknowledged, so it is not elected.
+			oldest, err := st.OldestLogged(ctx)
+			if err != nil {
+				return err
+			}
+			w.log.Warn("republishing: the log no longer reaches the confirmed watermark",
+				"confirmed", w.confirmed, "oldest_logged", oldest)
+			w.confirmed = oldest - 1
+			continue
+		}
+		for len(entries) > 0 && entries[len(entries)-1].Seq > gapEnd {
+			entries = entries[:len(entries)-1]
+		}
+		if len(entries) == 0 {
+			return fmt.Errorf("republishing: entry %d is missing from the log", w.confirmed+1)
+		}
+		w.log.Info("republishing entries missing from the sync stream",
+			"from", entries[0].Seq, "to", entries[len(entries)-1].Seq)
+		if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
+			return err
+		}
+		w.confirmed = entries[len(entries)-1].Seq
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: fresh}); err != nil {
+		return err
+	}
+	w.confirmed = fresh[len(fresh)-1].Seq
+	return nil
+}
+
+// resetConfirmed sets the confirmed watermark of a master taking office to
+// what every other live slave has applied, as ZooKeeper last heard (a
+// slave's real position is never lower), or to the store's own position
+// when there is no other slave.
+func (w *Worker) resetConfirmed(ctx context.Context, st *Store) {
+	applied, _ := st.Applied()
+	low, ok, err := w.coord.SlavesApplied(ctx, w.opts.ID)
+	w.confirmMu.Lock()
+	defer w.confirmMu.Unlock()
+	switch {
+	case err != nil:
+		w.log.Warn("cannot read the slaves' positions; republishing from the oldest logged entry", "err", err)
+		w.confirmed = 0
+	case !ok:
+		w.confirmed = applied
+	default:
+		w.confirmed = min(low, applied)
+	}
 }
 
 // checkFence reads the master record and fails unless it still names this
@@ -316,13 +408,15 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, replies Replier,
 		return err
 	}
 	committed := time.Now()
-	if len(entries) > 0 {
-		if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
-			// Committed but not confirmed on the sync stream: do not ack.
-			// The writes are redelivered and answered from _writes; slaves
-			// repair the gap from our log.
-			return fmt.Errorf("publish sync: %w", err)
-		}
+	// Every entry up to what this batch answers — its own, and those of
+	// writes answered from _writes, which a failed publish may have left
+	// off the stream — must be confirmed on the sync stream before
+	// anything is acked.
+	if err := w.confirmUpTo(ctx, epoch, entries); err != nil {
+		// Committed but not confirmed: do not ack. The writes are
+		// redelivered and answered from _writes, and the next batch
+		// republishes what is missing.
+		return fmt.Errorf("publish sync: %w", err)
 	}
 	// Check again now that the entries are on the sync stream: if we are
 	// still named, any new master's barrier comes after them, so it has

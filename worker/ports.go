@@ -26,6 +26,10 @@ type Coordinator interface {
 	// MasterRecord reads the master record linearizably: a ZooKeeper
 	// follower may lag, so the read is preceded by a sync.
 	MasterRecord(ctx context.Context) (rec wire.MasterRecord, exists bool, err error)
+	// SlavesApplied returns the lowest applied sequence number among the
+	// registered workers other than self that hold data (ready or catching
+	// up), as their znodes last said; ok is false when there is none.
+	SlavesApplied(ctx context.Context, self string) (low uint64, ok bool, err error)
 	// Connected reports whether the session is usable right now.
 	Connected() bool
 }
@@ -68,6 +72,36 @@ func (c *zkCoordinator) MasterRecord(context.Context) (wire.MasterRecord, bool, 
 		return wire.MasterRecord{}, false, fmt.Errorf("zookeeper sync: %w", err)
 	}
 	return readMasterRecord(c.zks.Conn, c.root)
+}
+
+func (c *zkCoordinator) SlavesApplied(_ context.Context, self string) (uint64, bool, error) {
+	dir := wire.WorkersPath(c.root)
+	names, _, err := c.zks.Conn.Children(dir)
+	if err != nil {
+		return 0, false, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var low uint64
+	found := false
+	for _, n := range names {
+		if n == self {
+			continue
+		}
+		data, _, err := c.zks.Conn.Get(dir + "/" + n)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("read worker %s: %w", n, err)
+		}
+		var info wire.WorkerInfo
+		if err := json.Unmarshal(data, &info); err != nil || info.State == wire.StateSyncing {
+			continue // a syncing worker gets everything from its snapshot
+		}
+		if !found || info.Applied < low {
+			low, found = info.Applied, true
+		}
+	}
+	return low, found, nil
 }
 
 // readMasterRecord reads <root>/master (not linearizable by itself).

@@ -190,6 +190,19 @@ func (s *Store) LogFrom(ctx context.Context, from uint64, limit int) (entries []
 	return entries, true, rows.Err()
 }
 
+// OldestLogged returns the sequence number of the oldest entry still in
+// _log (applied+1 when the log is empty).
+func (s *Store) OldestLogged(ctx context.Context) (uint64, error) {
+	var oldest sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT min(seq) FROM _log`).Scan(&oldest); err != nil {
+		return 0, fmt.Errorf("read _log: %w", err)
+	}
+	if !oldest.Valid {
+		return s.applied.Load() + 1, nil
+	}
+	return uint64(oldest.Int64), nil
+}
+
 // Snapshot writes a consistent copy of the database to dst with VACUUM
 // INTO (a read transaction: writers are not blocked, and the copy holds
 // exactly the data of the sequence number it records) and returns that

@@ -111,6 +111,19 @@ type Worker struct {
 	barrier     string
 	barrierSeen chan struct{}
 	syncPub     *publisher // set while an AMQP session is up
+
+	// confirmed is the master's watermark: every entry up to it is
+	// confirmed on the sync stream (confirmUpTo). confirmMu serialises
+	// every publish of log entries, so the watermark only moves over
+	// contiguous ranges.
+	confirmMu sync.Mutex
+	confirmed uint64
+
+	// pending holds entries a slave received beyond a gap it could not
+	// repair yet (the master is unreachable, or gone): they are applied as
+	// soon as the gap closes, instead of being dropped.
+	pendingMu sync.Mutex
+	pending   map[uint64]wire.Entry
 }
 
 // New prepares a worker; Run starts it.
