@@ -77,6 +77,42 @@ func TestE2E_IdempotentWriteID(t *testing.T) {
 	}
 }
 
+// A client's retry of one db/clear (same id) runs it once: run twice, it
+// would erase the writes made between the two.
+func TestE2E_ClearRetryRunsOnce(t *testing.T) {
+	s := mustStartStack(t)
+	s.write("users.add", map[string]any{"username": "before", "password": "p"})
+	if st, _, raw := s.call("POST", "/api/v1/db/clear", map[string]any{"id": "clear-1"}); st != 200 {
+		t.Fatalf("clear: %d %s", st, raw)
+	}
+	if st, m := s.write("users.add", map[string]any{"username": "after", "password": "p"}); st != 200 {
+		t.Fatalf("write: %d %v", st, m)
+	}
+	// The retry (the client never saw the first answer), by body and by header.
+	if st, _, raw := s.call("POST", "/api/v1/db/clear", map[string]any{"id": "clear-1"}); st != 200 {
+		t.Fatalf("clear retry: %d %s", st, raw)
+	}
+	req, _ := http.NewRequest("POST", s.url+"/api/v1/db/clear", nil)
+	req.Header.Set("Idempotency-Key", "clear-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("clear retry by header: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	_, m := s.read("users.list", nil)
+	if users := fmt.Sprint(m["result"].(map[string]any)["users"]); users != "[after]" {
+		t.Fatalf("users after the retried clear: %s, want [after]", users)
+	}
+	// A new clear (another id) clears.
+	if st, _, _ := s.call("POST", "/api/v1/db/clear", map[string]any{"id": "clear-2"}); st != 200 {
+		t.Fatal("second clear failed")
+	}
+	_, m = s.read("users.list", nil)
+	if users := fmt.Sprint(m["result"].(map[string]any)["users"]); users != "[]" {
+		t.Fatalf("users after a new clear: %s", users)
+	}
+}
+
 // Bad input gets a clear 4xx JSON error and changes nothing.
 func TestE2E_BadInput(t *testing.T) {
 	s := mustStartStack(t)
@@ -100,6 +136,11 @@ func TestE2E_BadInput(t *testing.T) {
 		{"write op as a read", "/api/v1/db/read", `{"op":"users.delete","params":{"username":"keep"}}`, 400, "unknown read operation"},
 		{"wrong param type", "/api/v1/db/write", `{"op":"users.delete","params":{"username":7}}`, 400, "username"},
 		{"negative min_seq", "/api/v1/db/read", `{"op":"users.list","min_seq":-1}`, 400, "min_seq"},
+		// A read waiting for what nobody committed would hold a slave's
+		// read slot until its deadline; a few would stop all reads.
+		{"min_seq above anything committed", "/api/v1/db/read", `{"op":"users.list","min_seq":1000000000}`, 400, "above the highest sequence number committed"},
+		{"clear with an unknown field", "/api/v1/db/clear", `{"id":"x","all":true}`, 400, "unknown field"},
+		{"clear id too long", "/api/v1/db/clear", `{"id":"` + strings.Repeat("x", 129) + `"}`, 400, "longer than"},
 		{"bad consistency", "/api/v1/db/read", `{"op":"users.list","consistency":"eventual-ish"}`, 400, "consistency"},
 		{"trailing data", "/api/v1/db/write", `{"op":"users.list"} {}`, 400, "after the JSON object"},
 		{"body too large", "/api/v1/db/write", `{"op":"users.add","params":{"username":"` + strings.Repeat("x", 17<<20) + `"}}`, 413, "larger than"},

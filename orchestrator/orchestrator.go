@@ -122,6 +122,32 @@ func New(opts Options) (*Orchestrator, error) {
 	return o, nil
 }
 
+// raiseTo sets v to n when n is higher, and reports whether it did.
+func raiseTo(v *atomic.Uint64, n uint64) bool {
+	for {
+		cur := v.Load()
+		if n <= cur {
+			return false
+		}
+		if v.CompareAndSwap(cur, n) {
+			return true
+		}
+	}
+}
+
+// committedSeq is the highest sequence number known to be committed: the
+// highest this orchestrator acknowledged, or a worker applied.
+func (o *Orchestrator) committedSeq() uint64 {
+	top := o.ackedSeq.Load()
+	if o.cluster != nil {
+		view, _, _ := o.cluster.snapshot()
+		for _, v := range view {
+			top = max(top, v.Applied)
+		}
+	}
+	return top
+}
+
 // Listen binds the HTTP listener (Run does it when not done before); it
 // lets tests use 127.0.0.1:0 and read the address.
 func (o *Orchestrator) Listen() (net.Addr, error) {
