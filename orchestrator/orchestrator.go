@@ -116,6 +116,9 @@ func New(opts Options) (*Orchestrator, error) {
 	o.caller = mq.NewCaller(o.log.With("subsystem", "rpc"))
 	o.sup = mq.NewSupervisor(opts.AMQPURL, "orchestrator", o.log.With("subsystem", "amqp"),
 		func(ctx context.Context, conn *amqp.Connection) error {
+			if err := o.names.MigrateWriteQ(conn); err != nil {
+				return err
+			}
 			return o.caller.Session(ctx, conn, o.names.DeclareAll)
 		})
 	o.scaler = newAutoscaler(opts.Scale)

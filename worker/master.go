@@ -183,12 +183,17 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 						return fmt.Errorf("migration %s v%d: %w", info.Name, m.Version, err)
 					}
 				}
-				_, err := db.Exec(ctx, `INSERT INTO _migrations (handler, version) VALUES (?, ?)`, info.Name, int64(m.Version))
-				return err
+				return nil
 			})
 			if err != nil {
 				return nil, err
 			}
+			mark, err := b.ExecRecorded(ctx, `INSERT INTO _migrations (handler, version) VALUES (?, ?)`,
+				wire.Value{V: info.Name}, wire.Value{V: int64(m.Version)})
+			if err != nil {
+				return nil, fmt.Errorf("record migration %s v%d: %w", info.Name, m.Version, err)
+			}
+			stmts = append(stmts, mark)
 			e := b.Next(wire.KindAdmin, epoch)
 			e.Stmts = stmts
 			if err := b.Append(ctx, e); err != nil {
@@ -326,16 +331,20 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies R
 // deliveries end, or a batch fails. Deliveries are acked and nacked
 // through their own Acknowledger (the channel they came on).
 func (w *Worker) masterLoop(ctx context.Context, epoch uint64, deliveries <-chan amqp.Delivery, replies Replier) error {
+	var carried []amqp.Delivery // deferred by the last batch: they go first
 	for {
-		var batch []amqp.Delivery
-		select {
-		case <-ctx.Done():
-			return nil
-		case d, ok := <-deliveries:
-			if !ok {
-				return errors.New("write consumer closed")
+		batch := carried
+		carried = nil
+		if len(batch) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case d, ok := <-deliveries:
+				if !ok {
+					return errors.New("write consumer closed")
+				}
+				batch = append(batch, d)
 			}
-			batch = append(batch, d)
 		}
 		// Group commit: take whatever else has already arrived. amqp091
 		// hands deliveries over one at a time through an unbuffered channel
@@ -356,14 +365,98 @@ func (w *Worker) masterLoop(ctx context.Context, epoch uint64, deliveries <-chan
 				runtime.Gosched()
 			}
 		}
-		if err := w.commitBatch(ctx, epoch, replies, batch); err != nil {
+		rest, err := w.commitBatch(ctx, epoch, replies, batch)
+		if err != nil {
 			return err
 		}
+		carried = rest
 	}
 }
 
-func (w *Worker) commitBatch(ctx context.Context, epoch uint64, replies Replier, batch []amqp.Delivery) error {
-	last := batch[len(batch)-1]
+// errPoison marks a batch that failed while it applied or committed its
+// writes (as opposed to publishing them or checking the fence): a write in
+// it may be what fails, so its writes are redone one by one.
+var errPoison = errors.New("batch failed while applying its writes")
+
+// commitBatch runs batch as one group commit and answers it. Writes are
+// run in order until their handlers have used BatchBudget; the rest
+// (returned) waits for the next batch, so a hung or slow handler delays
+// the writes behind it by at most the budget and fails only its own
+// request (at WriteOpTimeout). A batch whose writes cannot be applied is
+// redone one write per transaction, so that a poison write fails alone,
+// and a write that fails on DeliveryLimit deliveries is answered with an
+// error and dead-lettered, never retried forever.
+func (w *Worker) commitBatch(ctx context.Context, epoch uint64, replies Replier, batch []amqp.Delivery) ([]amqp.Delivery, error) {
+	rest, err := w.groupCommit(ctx, epoch, replies, batch, true)
+	if !errors.Is(err, errPoison) {
+		return rest, err
+	}
+	if len(batch) > 1 {
+		w.log.Warn("a batch failed while applying its writes; redoing them one by one", "writes", len(batch), "err", err)
+	}
+	for _, d := range batch {
+		if _, err := w.groupCommit(ctx, epoch, replies, []amqp.Delivery{d}, false); err != nil {
+			if !errors.Is(err, errPoison) {
+				return nil, err
+			}
+			w.dropOrRequeue(ctx, replies, d, err)
+		}
+	}
+	return nil, nil
+}
+
+// dropOrRequeue settles a write that failed alone: back to the queue for
+// another try, or, on its last allowed delivery, answered with an error
+// and dead-lettered.
+func (w *Worker) dropOrRequeue(ctx context.Context, replies Replier, d amqp.Delivery, cause error) {
+	attempt := deliveryCount(d) + 1
+	if attempt < w.opts.DeliveryLimit {
+		w.log.Warn("write failed; back to the queue", "attempt", attempt, "limit", w.opts.DeliveryLimit, "err", cause)
+		_ = d.Nack(false, true)
+		return
+	}
+	id := writeID(d)
+	w.log.Error("write failed on its last allowed delivery; answering an error and dead-lettering it",
+		"write_id", id, "attempts", attempt, "dead_letter_queue", w.names.DeadQ, "err", cause)
+	replies.Reply(ctx, d, mustJSON(&wire.Reply{Status: 500, Worker: w.opts.ID,
+		Error: fmt.Sprintf("write %q failed on %d deliveries and was dropped (kept in queue %s for inspection): %v",
+			id, attempt, w.names.DeadQ, cause)}))
+	_ = d.Nack(false, false) // the queue dead-letters it
+}
+
+// deliveryCount is how many times the broker delivered d before (quorum
+// queues count in the x-delivery-count header).
+func deliveryCount(d amqp.Delivery) int {
+	if v, ok := d.Headers["x-delivery-count"]; ok {
+		if n, err := toInt64(v); err == nil {
+			return int(n)
+		}
+	}
+	if d.Redelivered {
+		return 1
+	}
+	return 0
+}
+
+func writeID(d amqp.Delivery) string {
+	var req wire.WriteRequest
+	_ = json.Unmarshal(d.Body, &req)
+	return req.ID
+}
+
+// groupCommit is one transaction over batch (see commitBatch). multiple
+// acks the batch with one multiple ack (every delivery before the last one
+// acked is in the batch); single batches of a redo ack alone.
+func (w *Worker) groupCommit(ctx context.Context, epoch uint64, replies Replier, batch []amqp.Delivery, multiple bool) ([]amqp.Delivery, error) {
+	nackAll := func() {
+		if multiple {
+			_ = batch[len(batch)-1].Nack(true, true)
+			return
+		}
+		for _, d := range batch {
+			_ = d.Nack(false, true)
+		}
+	}
 	start := time.Now()
 	// Hold the batch until the fence check passes: while ZooKeeper is
 	// unreachable we cannot know whether we are still master.
@@ -373,41 +466,64 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, replies Replier,
 			break
 		}
 		if errors.Is(err, ErrFenced) {
-			_ = last.Nack(true, true)
-			return err
+			nackAll()
+			return nil, err
 		}
 		w.log.Warn("cannot confirm mastership; holding writes", "err", err)
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	st := w.store.Load()
 	b, err := st.Begin(ctx)
 	if err != nil {
-		_ = last.Nack(true, true)
-		return err
+		nackAll()
+		return nil, err
 	}
 	defer b.Rollback()
-	out := make([]*wire.Reply, len(batch))
+	out := make([]*wire.Reply, 0, len(batch))
 	var entries []wire.Entry
+	var deferred []amqp.Delivery
 	for i, d := range batch {
+		if i > 0 && time.Since(start) > w.opts.BatchBudget {
+			deferred = batch[i:]
+			batch = batch[:i]
+			w.log.Warn("handlers used the batch's time budget; the rest waits for the next batch",
+				"done", i, "deferred", len(deferred), "budget", w.opts.BatchBudget)
+			break
+		}
 		r, e, err := w.applyWrite(ctx, b, epoch, d)
 		if err != nil {
-			_ = last.Nack(true, true)
-			return err
+			if ctx.Err() != nil {
+				nackAll()
+				return nil, nil
+			}
+			b.Rollback()
+			return nil, fmt.Errorf("%w: %w", errPoison, err)
 		}
-		out[i] = r
+		out = append(out, r)
 		if e != nil {
 			entries = append(entries, *e)
 		}
 	}
 	if err := b.Commit(ctx); err != nil {
-		_ = last.Nack(true, true)
-		return err
+		return nil, fmt.Errorf("%w: %w", errPoison, err)
 	}
 	committed := time.Now()
+	settle := func(ack bool) error {
+		switch {
+		case ack && multiple:
+			return batch[len(batch)-1].Ack(true)
+		case ack:
+			return batch[0].Ack(false)
+		case multiple:
+			return batch[len(batch)-1].Nack(true, true)
+		default:
+			return batch[0].Nack(false, true)
+		}
+	}
 	// Every entry up to what this batch answers — its own, and those of
 	// writes answered from _writes, which a failed publish may have left
 	// off the stream — must be confirmed on the sync stream before
@@ -416,27 +532,30 @@ func (w *Worker) commitBatch(ctx context.Context, epoch uint64, replies Replier,
 		// Committed but not confirmed: do not ack. The writes are
 		// redelivered and answered from _writes, and the next batch
 		// republishes what is missing.
-		return fmt.Errorf("publish sync: %w", err)
+		return nil, fmt.Errorf("publish sync: %w", err)
 	}
 	// Check again now that the entries are on the sync stream: if we are
 	// still named, any new master's barrier comes after them, so it has
 	// them; if not, it may not, and the writes must be redone by it.
 	if err := w.checkFence(ctx, epoch); err != nil {
-		_ = last.Nack(true, true)
-		if errors.Is(err, ErrFenced) {
-			return err
+		_ = settle(false)
+		for _, d := range deferred {
+			_ = d.Nack(false, true)
 		}
-		return fmt.Errorf("fence check after commit: %w", err)
+		if errors.Is(err, ErrFenced) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("fence check after commit: %w", err)
 	}
-	if err := last.Ack(true); err != nil {
-		return fmt.Errorf("ack: %w", err)
+	if err := settle(true); err != nil {
+		return nil, fmt.Errorf("ack: %w", err)
 	}
 	for i, d := range batch {
 		replies.Reply(ctx, d, mustJSON(out[i]))
 	}
 	w.log.Debug("batch committed", "writes", len(batch), "seq", b.Seq(),
 		"commit", committed.Sub(start), "total", time.Since(start))
-	return nil
+	return deferred, nil
 }
 
 // applyWrite runs one write in its own savepoint. It returns the reply and
@@ -450,6 +569,11 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.
 	if err := json.Unmarshal(d.Body, &req); err != nil || req.ID == "" || req.Op == "" {
 		return &wire.Reply{Status: 400, Error: "malformed write request", Worker: w.opts.ID}, nil, nil
 	}
+	if f := w.faults.apply; f != nil {
+		if err := f(req.ID); err != nil {
+			return nil, nil, err
+		}
+	}
 	if r, ok, err := b.Lookup(ctx, req.ID); err != nil {
 		return nil, nil, err
 	} else if ok {
@@ -461,7 +585,7 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.
 	}
 	var result json.RawMessage
 	stmts, err := b.Savepoint(ctx, func(db pluginapi.DB) error {
-		octx, cancel := context.WithTimeout(ctx, w.opts.OpTimeout)
+		octx, cancel := context.WithTimeout(ctx, w.opts.WriteOpTimeout)
 		defer cancel()
 		res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
 		if err != nil {

@@ -134,9 +134,10 @@ func batchRange(b wire.SyncBatch) string {
 
 // fakeReplier records replies.
 type fakeReplier struct {
-	ev *events
-	mu sync.Mutex
-	by map[string]wire.Reply // by correlation id
+	ev      *events
+	mu      sync.Mutex
+	by      map[string]wire.Reply // by correlation id
+	onReply func(corr string)
 }
 
 func (r *fakeReplier) Reply(_ context.Context, d amqp.Delivery, body []byte) {
@@ -147,7 +148,11 @@ func (r *fakeReplier) Reply(_ context.Context, d amqp.Delivery, body []byte) {
 		r.by = map[string]wire.Reply{}
 	}
 	r.by[d.CorrelationId] = rep
+	on := r.onReply
 	r.mu.Unlock()
+	if on != nil {
+		on(d.CorrelationId)
+	}
 	r.ev.add("reply %s status %d seq %d", d.CorrelationId, rep.Status, rep.Seq)
 }
 
@@ -271,7 +276,7 @@ func mustNode(t *testing.T, id string, handlers ...pluginapi.Handler) *node {
 	dir := t.TempDir()
 	w, err := New(Options{ID: id, DataDir: dir, AMQPURL: "amqp://unused", ZKServers: []string{"unused"},
 		Registry: reg, Logger: slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug})),
-		PublishTimeout: time.Second, OpTimeout: 2 * time.Second})
+		PublishTimeout: time.Second}) // the production timeouts otherwise
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -716,4 +721,56 @@ func dumpKV(t *testing.T, st *Store) string {
 	}
 	b, _ := json.Marshal(rows.Values)
 	return string(b)
+}
+
+// ---- poison ----
+
+// A write whose application fails every time (not its handler's answer:
+// the worker cannot apply it) must not take its batch with it, and must
+// not loop: its batch-mates are answered, and on its DeliveryLimit-th
+// delivery it is answered with an error and dead-lettered. The old master
+// nacked the whole batch back to the queue, forever.
+func TestMaster_PoisonWriteIsDroppedAfterTheDeliveryLimit(t *testing.T) {
+	n := mustNode(t, "m1")
+	n.mustBeMaster(1)
+	n.w.faults.apply = func(id string) error {
+		if id == "poison" {
+			return errors.New("disk I/O error (injected)")
+		}
+		return nil
+	}
+	if err := n.session(1, n.write("ok1", "a", "1", false), n.write("poison", "p", "x", false), n.write("ok2", "b", "2", false)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"ok1", "ok2"} {
+		if rep, ok := n.rep.get(id); !ok || rep.Status != 200 {
+			t.Fatalf("%s, in the batch of a poison write: %+v %v; events %q", id, rep, ok, n.ev.all())
+		}
+	}
+	if _, ok := n.rep.get("poison"); ok {
+		t.Fatal("the poison write was answered on its first delivery")
+	}
+	limit := n.w.opts.DeliveryLimit
+	for count := 1; count < limit; count++ {
+		d := n.write("poison", "p", "x", true)
+		d.Headers = amqp.Table{"x-delivery-count": int64(count)}
+		if err := n.session(1, d); err != nil {
+			t.Fatal(err)
+		}
+		evs := n.ev.all()
+		last := evs[len(evs)-1]
+		if count+1 < limit {
+			if last != fmt.Sprintf("nack %d multiple=false requeue=true", d.DeliveryTag) {
+				t.Fatalf("delivery %d: %q, want it back in the queue", count+1, evs)
+			}
+			continue
+		}
+		rep, ok := n.rep.get("poison")
+		if !ok || rep.Status != 500 || !strings.Contains(rep.Error, "dropped") || !strings.Contains(rep.Error, "writeQ.dead") {
+			t.Fatalf("last delivery: %+v %v, want a 500 saying it was dropped to the dead-letter queue", rep, ok)
+		}
+		if last != fmt.Sprintf("nack %d multiple=false requeue=false", d.DeliveryTag) {
+			t.Fatalf("last delivery: %q, want it dead-lettered (nack without requeue)", evs)
+		}
+	}
 }

@@ -45,9 +45,17 @@ type Options struct {
 	QueuePrefix    string
 	Registry       Registry // resolves operations to handlers
 	Logger         *slog.Logger
-	OpTimeout      time.Duration // per handler call
+	OpTimeout      time.Duration // per read handler call
+	WriteOpTimeout time.Duration // per write handler call (it holds the write transaction)
+	// BatchBudget is how long the handlers of one group commit may run
+	// before the rest of the batch waits for the next one (a hung handler
+	// delays the writes behind it by at most this).
+	BatchBudget    time.Duration
 	BatchMax       int           // most writes in one group commit
 	PublishTimeout time.Duration // sync publish confirm deadline
+	// DeliveryLimit is how many deliveries a write that keeps failing gets
+	// before it is answered with an error and dead-lettered.
+	DeliveryLimit int
 }
 
 func (o *Options) defaults() {
@@ -59,6 +67,15 @@ func (o *Options) defaults() {
 	}
 	if o.OpTimeout == 0 {
 		o.OpTimeout = 5 * time.Second
+	}
+	if o.WriteOpTimeout == 0 {
+		o.WriteOpTimeout = time.Second
+	}
+	if o.BatchBudget == 0 {
+		o.BatchBudget = 2 * time.Second
+	}
+	if o.DeliveryLimit == 0 {
+		o.DeliveryLimit = mq.DeliveryLimit
 	}
 	if o.BatchMax == 0 {
 		o.BatchMax = 128
@@ -118,6 +135,11 @@ type Worker struct {
 	// contiguous ranges.
 	confirmMu sync.Mutex
 	confirmed uint64
+
+	// faults injects failures in tests (nil in production).
+	faults struct {
+		apply func(writeID string) error // applying this write fails
+	}
 
 	// pending holds entries a slave received beyond a gap it could not
 	// repair yet (the master is unreachable, or gone): they are applied as

@@ -24,6 +24,7 @@ func main() {
 		logLevel   string
 		workerLogs string
 		keep       bool
+		dieWith    bool
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8000", "HTTP listen address")
 	flag.StringVar(&opts.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
@@ -42,6 +43,7 @@ func main() {
 	flag.IntVar(&opts.Scale.MinSlaves, "min-slaves", 1, "fewest slaves")
 	flag.IntVar(&opts.Scale.MaxSlaves, "max-slaves", 8, "most slaves")
 	flag.BoolVar(&keep, "keep-workers", false, "leave workers running when the orchestrator stops (a new one adopts them)")
+	flag.BoolVar(&dieWith, "workers-die-with-orchestrator", false, "have the kernel kill the workers when the orchestrator dies, however it dies (tests: nothing outlives them); off in production, where workers outlive a crashed orchestrator")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
@@ -63,6 +65,7 @@ func main() {
 	case "process":
 		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
 			Binary: workerBin, Args: workerArgs, DataDir: dataDir, Logger: log.With("subsystem", "runtime"),
+			DieWithParent: dieWith,
 		})
 		if err != nil {
 			cmdutil.Exit("orchestrator", err, 2)
