@@ -19,6 +19,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 )
 
@@ -36,6 +37,11 @@ type Options struct {
 	ReadTimeout  time.Duration // how long db/read waits for a slave
 	MaxBody      int64
 	Scale        ScaleOptions
+	// BatchMax is the most requests one message carries, BatchesInFlight
+	// how many messages of each kind (writes, reads) may wait for their
+	// replies at once; requests arriving meanwhile form the next message.
+	BatchMax        int
+	BatchesInFlight int
 }
 
 // ScaleOptions are the autoscaler's settings (guarantee 8).
@@ -58,6 +64,12 @@ func (o *Options) defaults() {
 	}
 	if o.ReadTimeout == 0 {
 		o.ReadTimeout = 10 * time.Second
+	}
+	if o.BatchMax == 0 {
+		o.BatchMax = 64
+	}
+	if o.BatchesInFlight == 0 {
+		o.BatchesInFlight = 8
 	}
 	if o.MaxBody == 0 {
 		o.MaxBody = 16 << 20
@@ -94,6 +106,9 @@ type Orchestrator struct {
 
 	ackedSeq atomic.Uint64 // highest sequence number a write reply carried
 
+	writes *batcher[wire.WriteRequest]
+	reads  *batcher[wire.ReadRequest]
+
 	cluster *cluster
 	scaler  *autoscaler
 	lis     net.Listener
@@ -122,6 +137,8 @@ func New(opts Options) (*Orchestrator, error) {
 			return o.caller.Session(ctx, conn, o.names.DeclareAll)
 		})
 	o.scaler = newAutoscaler(opts.Scale)
+	o.writes = newBatcher(opts.BatchMax, opts.BatchesInFlight, o.sendWrites)
+	o.reads = newBatcher(opts.BatchMax, opts.BatchesInFlight, o.sendReads)
 	return o, nil
 }
 
@@ -199,7 +216,15 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		_ = o.sup.Run(ctx)
 	}()
 
-	wg.Add(2)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		o.writes.run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		o.reads.run(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := o.cluster.run(ctx); err != nil && ctx.Err() == nil {

@@ -89,7 +89,11 @@ func (s *stack) startOrchestrator() {
 	opts := orchestrator.Options{
 		Listen: "127.0.0.1:0", AMQPURL: testenv.AMQPURL(), ZKServers: testenv.ZKServers(),
 		ZKRoot: s.root(), QueuePrefix: s.prefix(), Runtime: rt, Logger: s.log,
-		ZKTimeout: 2 * time.Second,
+		// The orchestrator's own session: long, so that a loaded machine
+		// does not make it reconnect (go-zookeeper v1.0.4 has a data race
+		// on reconnect that -race reports: go-zookeeper/zk#35, unfixed).
+		// Failure detection is the workers' sessions (2 s, their flags).
+		ZKTimeout: 8 * time.Second,
 	}
 	for _, f := range s.tweak {
 		f(&opts)
