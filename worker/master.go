@@ -67,8 +67,10 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		return err
 	}
 	entries = append(entries, migs...)
-	// Fence check before the commit, as for every write batch.
-	if err := w.checkFence(ctx, epoch); err != nil {
+	// Fence check before the commit, as for every write batch; a
+	// ZooKeeper that does not answer is waited for, not taken for a lost
+	// election.
+	if err := w.holdUntilMaster(ctx, epoch); err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
@@ -285,6 +287,14 @@ func (w *Worker) confirmUpTo(ctx context.Context, epoch uint64, fresh []wire.Ent
 func (w *Worker) resetConfirmed(ctx context.Context, st *Store) {
 	applied, _ := st.Applied()
 	low, ok, err := w.coord.SlavesApplied(ctx, w.opts.ID)
+	for wait := 100 * time.Millisecond; err != nil && wait < 5*time.Second && ctx.Err() == nil; wait *= 2 {
+		w.log.Warn("cannot read the slaves' positions yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		low, ok, err = w.coord.SlavesApplied(ctx, w.opts.ID)
+	}
 	w.confirmMu.Lock()
 	defer w.confirmMu.Unlock()
 	switch {
