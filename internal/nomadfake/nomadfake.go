@@ -20,7 +20,6 @@
 package nomadfake
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -212,9 +211,7 @@ func (s *Server) URL() string { return "http://" + s.lis.Addr().String() }
 // Close stops serving and kills every task process (SIGKILL) and waits
 // for them.
 func (s *Server) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = s.srv.Shutdown(ctx)
-	cancel()
+	_ = s.srv.Close() // blocking queries end with their connections
 	s.mu.Lock()
 	s.closed = true
 	var dones []chan struct{}
@@ -381,7 +378,7 @@ func (s *Server) startLocked(a *alloc) {
 		"NOMAD_ALLOC_ID": a.id, "NOMAD_SHORT_ALLOC_ID": a.id[:8], "NOMAD_ALLOC_NAME": a.name,
 		"NOMAD_ALLOC_INDEX": strconv.Itoa(a.nameIndex), "NOMAD_ALLOC_DIR": allocDir,
 		"NOMAD_TASK_DIR": filepath.Join(s.opts.Dir, a.id, s.opts.Task, "local"),
-		"NOMAD_JOB_ID": s.opts.Job, "NOMAD_JOB_NAME": s.opts.Job, "NOMAD_GROUP_NAME": s.opts.Group,
+		"NOMAD_JOB_ID":   s.opts.Job, "NOMAD_JOB_NAME": s.opts.Job, "NOMAD_GROUP_NAME": s.opts.Group,
 		"NOMAD_TASK_NAME": s.opts.Task, "NOMAD_NAMESPACE": "default", "NOMAD_REGION": "global", "NOMAD_DC": "dc1",
 	}
 	args := make([]string, len(s.opts.Args))
