@@ -342,7 +342,9 @@ func TestE2E_NewSlaveCatchesUpFromSnapshot(t *testing.T) {
 	}
 }
 
-func TestE2E_WorkerListAndCrashMasterAnswers(t *testing.T) { testWorkerListAndCrashMaster(t, runtimeProcess) }
+func TestE2E_WorkerListAndCrashMasterAnswers(t *testing.T) {
+	testWorkerListAndCrashMaster(t, runtimeProcess)
+}
 
 func testWorkerListAndCrashMaster(t *testing.T, kind string) {
 	s := mustStartStackOn(t, kind)
@@ -413,7 +415,9 @@ func TestE2E_RabbitMQUnreachable(t *testing.T) {
 
 // A restarted orchestrator adopts the workers the old one left running and
 // starts none twice.
-func TestE2E_OrchestratorRestartAdoptsWorkers(t *testing.T) { testOrchestratorRestart(t, runtimeProcess) }
+func TestE2E_OrchestratorRestartAdoptsWorkers(t *testing.T) {
+	testOrchestratorRestart(t, runtimeProcess)
+}
 
 func testOrchestratorRestart(t *testing.T, kind string) {
 	s := mustStartStackOn(t, kind)

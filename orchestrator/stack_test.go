@@ -108,7 +108,7 @@ func (s *stack) startOrchestrator() {
 			// same job.
 			s.nomad, err = nomadfake.Start(nomadfake.Options{
 				Command: s.bin, Dir: filepath.Join(s.dataDir, "workers"), Count: 2, Min: 2, Max: 10,
-				Args: append(args, "--id", orchestrator.NomadWorkerIDArg, "--data-dir", "${NOMAD_ALLOC_DIR}/data"),
+				Args:         append(args, "--id", orchestrator.NomadWorkerIDArg, "--data-dir", "${NOMAD_ALLOC_DIR}/data"),
 				RestartDelay: time.Second, MinHealthyTime: 2 * time.Second, KillTimeout: 5 * time.Second,
 				Logger: s.log.With("subsystem", "nomad-double"),
 			})
