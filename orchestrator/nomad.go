@@ -417,64 +417,72 @@ func (n *Nomad) Scale(_ context.Context, count int) error {
 	return nil
 }
 
-// scaleLoop drives the group's count to the wanted one.
+// scaleLoop drives the group's count to the wanted one and keeps it
+// there: between requests it follows the job's scale status with a
+// blocking query, so a count changed behind its back (a re-run of the
+// jobspec without -preserve-counts, a terraform apply, a manual
+// `nomad job scale`) is set back within seconds.
 func (n *Nomad) scaleLoop() {
 	log := n.log.With("job", n.opts.Job, "group", n.opts.Group)
 	var index uint64 // of the last scale status read, for blocking waits
 	refused := -1    // a count Nomad's scaling policy refused: not resent
-	retry := false   // wait for a change (or RetryInterval) before trying again
-	for {
-		if retry {
-			// Wait for the job's scale status to change (a deployment
-			// finishing, say) or RetryInterval, whichever is first.
-			qctx, cancel := context.WithTimeout(n.ctx, n.opts.RetryInterval+n.opts.CallTimeout)
-			_, meta, err := n.api.Jobs().ScaleStatus(n.opts.Job, (&nomad.QueryOptions{WaitIndex: index, WaitTime: n.opts.RetryInterval}).WithContext(qctx))
-			cancel()
-			if err != nil && !sleepCtx(n.ctx, n.opts.RetryInterval) {
-				return
-			}
-			if err == nil {
-				index = nextIndex(index, meta.LastIndex)
-			}
-		} else {
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-n.poke:
-			}
-		}
-		if n.ctx.Err() != nil {
-			return
-		}
+	for n.ctx.Err() == nil {
 		n.mu.Lock()
 		want := n.wanted
 		n.mu.Unlock()
-		if want < 0 || want == refused {
-			retry = false
-			continue
-		}
-		err := n.scaleOnce(want, &index)
-		switch {
-		case err == nil:
-			retry, refused = false, -1
-		case errors.Is(err, ErrScaleBlocked):
-			log.Info("scale request refused while a deployment is active; retrying", "count", want)
-			retry = true
-		case errors.Is(err, ErrScaleConflict):
-			log.Info("job changed under the scale request; re-reading its modify index", "count", want)
-			retry = true
-			index = 0 // at once: do not wait for a further change
-		case errors.Is(err, ErrScalePolicy):
-			log.Error("nomad refuses the count (scaling block min/max); not retried until the wanted count changes", "count", want, "err", err)
-			retry, refused = false, want
-		default:
-			if n.ctx.Err() != nil {
-				return
+		wait := n.opts.WaitTime // idle: follow the scale status
+		if want >= 0 && want != refused {
+			err := n.scaleOnce(want, &index)
+			switch {
+			case err == nil:
+				refused = -1
+			case errors.Is(err, ErrScaleBlocked):
+				// Active deployments are common (every scale-out starts
+				// one) and end by themselves: wait for a change, retry.
+				log.Info("scale request refused while a deployment is active; retrying", "count", want)
+				wait = n.opts.RetryInterval
+			case errors.Is(err, ErrScaleConflict):
+				log.Info("job changed under the scale request; re-reading its modify index", "count", want)
+				continue
+			case errors.Is(err, ErrScalePolicy):
+				log.Error("nomad refuses the count (scaling block min/max); not retried until the wanted count changes", "count", want, "err", err)
+				refused = want
+			default:
+				if n.ctx.Err() != nil {
+					return
+				}
+				log.Warn("scale request failed; retrying", "count", want, "err", err)
+				wait, index = n.opts.RetryInterval, 0
 			}
-			log.Warn("scale request failed; retrying", "count", want, "err", err)
-			retry = true
 		}
+		n.waitScaleChange(&index, wait)
 	}
+}
+
+// waitScaleChange blocks until the job's scale status changes after
+// *index, Scale is called with a new count, wait passes, or Close.
+func (n *Nomad) waitScaleChange(index *uint64, wait time.Duration) {
+	ctx, cancel := context.WithTimeout(n.ctx, wait+wait/16+n.opts.CallTimeout)
+	defer cancel()
+	poked := make(chan struct{})
+	go func() {
+		defer close(poked)
+		select {
+		case <-n.poke:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	_, meta, err := n.api.Jobs().ScaleStatus(n.opts.Job, (&nomad.QueryOptions{WaitIndex: *index, WaitTime: wait}).WithContext(ctx))
+	switch {
+	case err == nil:
+		*index = nextIndex(*index, meta.LastIndex)
+	case ctx.Err() == nil:
+		// Nomad answered an error at once: do not spin.
+		sleepCtx(n.ctx, n.opts.RetryInterval)
+	}
+	cancel()
+	<-poked
 }
 
 // scaleOnce reads the group's count and the job modify index and, if the

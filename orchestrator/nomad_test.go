@@ -166,6 +166,21 @@ func TestNomad_ScaleWithModifyIndex(t *testing.T) {
 	}
 }
 
+// A re-registration that resets the count (nomad job run without
+// -preserve-counts, terraform apply) is undone: the runtime follows the
+// group's count and scales it back.
+func TestNomad_CountResetIsUndone(t *testing.T) {
+	d := mustSleeper(t, func(o *nomadfake.Options) { o.MinHealthyTime = 100 * time.Millisecond })
+	n := mustNomad(t, d)
+	_ = n.Scale(ctxT(t), 4)
+	waitList(t, n, 4)
+	d.Register(2)
+	testenv.Eventually(t, 20*time.Second, "count set back to 4", func() (bool, string) {
+		return d.Count() == 4, fmt.Sprint(d.Count())
+	})
+	waitList(t, n, 4)
+}
+
 // A scale request refused while a deployment is active is retried until
 // Nomad takes it, not lost.
 func TestNomad_ScaleRetriedDuringDeployment(t *testing.T) {

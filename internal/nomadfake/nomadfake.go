@@ -324,6 +324,19 @@ func (s *Server) BumpJob() {
 	s.bumpLocked()
 }
 
+// Register re-registers the job as `nomad job run` without
+// -preserve-counts does: the group's count becomes the jobspec's.
+func (s *Server) Register(count int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.index++
+	s.job.version++
+	s.job.count = count
+	s.job.modifyIndex, s.job.jobModifyIndex = s.index, s.index
+	s.applyCountLocked()
+	s.bumpLocked()
+}
+
 func (s *Server) bumpLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
