@@ -174,9 +174,11 @@ job "rideshare-orchestrator" {
         NOMAD_ADDR = "http://${attr.unique.network.ip-address}:${var.nomad_port}"
       }
 
+      # Sized from what the processes used on a dev agent, idle and under
+      # loadgen (docs/nomad.md, "Resources").
       resources {
-        cpu    = 300
-        memory = 128
+        cpu    = 200
+        memory = 64
       }
     }
   }

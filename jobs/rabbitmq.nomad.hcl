@@ -131,6 +131,8 @@ job "rideshare-rabbitmq" {
 
       kill_timeout = "30s"
 
+      # Sized from what the processes used on a dev agent, idle and under
+      # loadgen (docs/nomad.md, "Resources").
       resources {
         cpu    = 300
         memory = 512

@@ -148,8 +148,10 @@ job "rideshare-rides" {
         change_mode = "restart"
       }
 
+      # Sized from what the processes used on a dev agent, idle and under
+      # loadgen (docs/nomad.md, "Resources").
       resources {
-        cpu    = 200
+        cpu    = 100
         memory = 64
       }
     }

@@ -163,9 +163,11 @@ job "rideshare-traefik" {
         }
       }
 
+      # Sized from what the processes used on a dev agent, idle and under
+      # loadgen (docs/nomad.md, "Resources").
       resources {
         cpu    = 200
-        memory = 128
+        memory = 192
       }
     }
   }

@@ -140,8 +140,10 @@ job "rideshare-users" {
         change_mode = "restart"
       }
 
+      # Sized from what the processes used on a dev agent, idle and under
+      # loadgen (docs/nomad.md, "Resources").
       resources {
-        cpu    = 200
+        cpu    = 100
         memory = 64
       }
     }

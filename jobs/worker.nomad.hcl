@@ -188,10 +188,11 @@ job "rideshare-worker" {
       kill_signal  = "SIGTERM"
       kill_timeout = "15s"
 
-      # Measured: see docs/nomad.md.
+      # Sized from what the processes used on a dev agent, idle and under
+      # loadgen (docs/nomad.md, "Resources").
       resources {
         cpu    = 200
-        memory = 128
+        memory = 192
       }
     }
   }

@@ -121,6 +121,8 @@ job "rideshare-zookeeper" {
         EOT
       }
 
+      # Sized from what the processes used on a dev agent, idle and under
+      # loadgen (docs/nomad.md, "Resources").
       resources {
         cpu    = 200
         memory = 384

@@ -14,6 +14,14 @@ import (
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 )
 
+// The worker job and group the nomad runtime drives by default: those of
+// jobs/worker.nomad.hcl (a test there checks).
+const (
+	DefaultNomadJob   = "rideshare-worker"
+	DefaultNomadGroup = "worker"
+	DefaultNomadTask  = "worker"
+)
+
 // NomadWorkerIDArg is what the worker jobspec passes as --id: Nomad
 // interpolates the allocation's short id, and NomadWorkerID derives the
 // same id from an allocation id, so the orchestrator and the worker agree
@@ -66,13 +74,13 @@ type NomadOptions struct {
 
 func (o *NomadOptions) defaults() {
 	if o.Job == "" {
-		o.Job = "rideshare-worker"
+		o.Job = DefaultNomadJob
 	}
 	if o.Group == "" {
-		o.Group = "worker"
+		o.Group = DefaultNomadGroup
 	}
 	if o.Task == "" {
-		o.Task = "worker"
+		o.Task = DefaultNomadTask
 	}
 	if o.CallTimeout == 0 {
 		o.CallTimeout = 10 * time.Second
