@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -139,6 +140,8 @@ type Server struct {
 	srv  *http.Server
 	wg   sync.WaitGroup
 
+	spawn chan func() // the spawner thread: tasks die with this process
+
 	mu        sync.Mutex
 	index     uint64
 	changed   chan struct{} // closed and replaced on every index bump
@@ -191,7 +194,8 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("nomadfake: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Logger, lis: lis, changed: make(chan struct{}),
-		services: map[string][]*nomad.ServiceRegistration{}}
+		services: map[string][]*nomad.ServiceRegistration{}, spawn: make(chan func())}
+	go s.spawner()
 	s.mu.Lock()
 	s.index = 10
 	s.job = job{version: 0, createIndex: 10, modifyIndex: 10, jobModifyIndex: 10, count: opts.Count}
@@ -203,6 +207,17 @@ func Start(opts Options) (*Server, error) {
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); _ = s.srv.Serve(lis) }()
 	return s, nil
+}
+
+// spawner starts every task from one goroutine locked to its OS thread
+// for the process's lifetime (as orchestrator.Process does with
+// DieWithParent): Pdeathsig fires when the forking thread ends, and the Go
+// runtime may retire an idle thread.
+func (s *Server) spawner() {
+	runtime.LockOSThread() // never unlocked
+	for f := range s.spawn {
+		f()
+	}
 }
 
 // URL is the address to give the Nomad client (NOMAD_ADDR).
@@ -409,8 +424,12 @@ func (s *Server) startLocked(a *alloc) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig: the tasks die with the test process however it dies (the
+	// kernel sends it when the forking thread ends: see spawner).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	errc := make(chan error, 1)
+	s.spawn <- func() { errc <- cmd.Start() }
+	if err := <-errc; err != nil {
 		logf.Close()
 		s.failLocked(a, nomad.TaskDriverFailure, err.Error())
 		return
