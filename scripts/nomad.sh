@@ -30,8 +30,12 @@ nomad=${NOMAD_BIN:-$(command -v nomad || true)}
 # other way.
 jobs=(rabbitmq zookeeper worker orchestrator traefik users rides)
 
-log() { printf 'nomad: %s\n' "$*"; }
-die() { printf 'nomad: ERROR: %s\n' "$*" >&2; exit 1; }
+# Never fail: a closed stdout must not abort a cleanup half-way.
+log() { printf 'nomad: %s\n' "$*" 2>/dev/null || true; }
+die() {
+  printf 'nomad: ERROR: %s\n' "$*" >&2 2>/dev/null || true
+  exit 1
+}
 
 agent_answers() { [ "$(stack_http_status "$NOMAD_ADDR/v1/status/leader")" = 200 ]; }
 
