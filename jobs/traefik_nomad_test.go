@@ -30,7 +30,7 @@ import (
 // and routes as the rule table says: what `make nomad` shows on a real
 // agent, checked in CI without one.
 func TestTraefikNomadProvider_RoutesTheJobspecServices(t *testing.T) {
-	bin := traefikBinary(t)
+	bin := testenv.Traefik(t)
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Skip("needs sh")
@@ -57,7 +57,7 @@ func TestTraefikNomadProvider_RoutesTheJobspecServices(t *testing.T) {
 		}
 	}
 
-	web, api := mustFreePort(t), mustFreePort(t)
+	web, api := testenv.FreePort(t), testenv.FreePort(t)
 	args := traefikJobArgs(t, web, api, double.URL())
 	logf, err := os.Create(filepath.Join(t.TempDir(), "traefik.log"))
 	if err != nil {
@@ -190,38 +190,6 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// traefikBinary is bin/traefik (or $RIDESHARE_BIN/traefik); missing, the
-// test skips, or fails under RIDESHARE_REQUIRE_TRAEFIK (make test).
-func traefikBinary(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("RIDESHARE_BIN")
-	if dir == "" {
-		dir = filepath.Join("..", "bin")
-	}
-	bin, err := filepath.Abs(filepath.Join(dir, "traefik"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(bin); err != nil || fi.Mode()&0o111 == 0 {
-		msg := "no Traefik binary at " + bin + ": run make traefik"
-		if os.Getenv("RIDESHARE_REQUIRE_TRAEFIK") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return bin
-}
-
-func mustFreePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // backend stands in for a service: /healthz is 200 while healthy (503
