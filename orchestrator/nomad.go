@@ -151,6 +151,9 @@ func NewNomad(opts NomadOptions) (*Nomad, error) {
 	return n, nil
 }
 
+// Name is the runtime's name, as --runtime takes it.
+func (n *Nomad) Name() string { return "nomad" }
+
 // NomadAnswers reports whether a Nomad agent answers at addr (empty:
 // NOMAD_ADDR or the default), for the orchestrator's --runtime auto.
 func NomadAnswers(ctx context.Context, addr string) error {
