@@ -184,11 +184,11 @@ func TestNomad_CountResetIsUndone(t *testing.T) {
 // A scale request refused while a deployment is active is retried until
 // Nomad takes it, not lost.
 func TestNomad_ScaleRetriedDuringDeployment(t *testing.T) {
-	d := mustSleeper(t, func(o *nomadfake.Options) { o.MinHealthyTime = 1500 * time.Millisecond })
+	d := mustSleeper(t, func(o *nomadfake.Options) { o.MinHealthyTime = 3 * time.Second })
 	n := mustNomad(t, d)
 	_ = n.Scale(ctxT(t), 3)
 	testenv.Eventually(t, 10*time.Second, "first scale applied", func() (bool, string) { return d.Count() == 3, fmt.Sprint(d.Count()) })
-	// The deployment of the scale-out to 3 is active for 1.5 s.
+	// The deployment of the scale-out to 3 is active for 3 s.
 	_ = n.Scale(ctxT(t), 5)
 	testenv.Eventually(t, 20*time.Second, "second scale applied after the deployment", func() (bool, string) {
 		return d.Count() == 5, fmt.Sprint(d.Count())
