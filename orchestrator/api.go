@@ -368,7 +368,9 @@ func (o *Orchestrator) handleWorkerList(w http.ResponseWriter, r *http.Request) 
 	}
 	pids := make([]int, 0, len(insts))
 	for _, in := range insts {
-		pids = append(pids, in.PID)
+		if in.PID > 0 { // 0: a Nomad worker not registered yet (no pid known)
+			pids = append(pids, in.PID)
+		}
 	}
 	sort.Ints(pids)
 	writeJSON(w, 200, pids)

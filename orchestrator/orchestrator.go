@@ -94,6 +94,12 @@ func (o *Options) defaults() {
 	}
 }
 
+// registrationJoiner is implemented by runtimes that join the workers'
+// ZooKeeper registrations with what they list (the nomad runtime).
+type registrationJoiner interface {
+	useRegistrations(func() (map[string]wire.WorkerInfo, error))
+}
+
 // Orchestrator is the DBaaS front door.
 type Orchestrator struct {
 	opts   Options
@@ -197,6 +203,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	o.zks = zks
 	defer zks.Close()
 	o.cluster = newCluster(o, zks)
+	if j, ok := o.rt.(registrationJoiner); ok {
+		// The runtime cannot see the workers' pids itself (Nomad): it
+		// takes them from the workers' ZooKeeper registrations.
+		j.useRegistrations(o.cluster.readWorkers)
+	}
 	srv := &http.Server{Handler: o.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
