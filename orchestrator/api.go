@@ -182,7 +182,7 @@ func (o *Orchestrator) forwardWrite(w http.ResponseWriter, ctx context.Context, 
 		return
 	}
 	if rep.Seq > 0 {
-		raiseTo(&o.ackedSeq, rep.Seq)
+		o.acked.raise(rep.Epoch, rep.Seq)
 		w.Header().Set(HeaderSeq, strconv.FormatUint(rep.Seq, 10))
 	}
 	if rep.Status == 200 && override != nil {
@@ -194,6 +194,12 @@ func (o *Orchestrator) forwardWrite(w http.ResponseWriter, ctx context.Context, 
 
 func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
 	o.scaler.countRead() // every db/read call counts, valid or not
+	if !o.cluster.recovered.Load() {
+		// Right after a start, what was acknowledged before is not known
+		// yet: a min_seq cannot be checked, a strong read cannot be made.
+		writeError(w, http.StatusServiceUnavailable, "read failed: the orchestrator is starting and does not know yet what was acknowledged before it; retry shortly")
+		return
+	}
 	var b readBody
 	if !decodeBody(w, r, o.opts.MaxBody, &b) {
 		return
@@ -223,7 +229,8 @@ func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
 	}
 	switch b.Consistency {
 	case "", "strong":
-		minSeq = max(minSeq, o.ackedSeq.Load())
+		_, ackedSeq := o.acked.get()
+		minSeq = max(minSeq, ackedSeq)
 	case "session":
 	default:
 		writeError(w, 400, `"consistency" must be "strong" or "session"`)
@@ -231,7 +238,8 @@ func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), o.opts.ReadTimeout)
 	defer cancel()
-	rep, err := o.reads.do(ctx, wire.ReadRequest{Op: *b.Op, Params: params, MinSeq: minSeq})
+	deadline, _ := ctx.Deadline()
+	rep, err := o.reads.do(ctx, wire.ReadRequest{Op: *b.Op, Params: params, MinSeq: minSeq, Deadline: deadline.UnixMilli()})
 	if err != nil {
 		o.unavailable(w, "read", err)
 		return

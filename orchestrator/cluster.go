@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -39,6 +40,10 @@ type cluster struct {
 	starts       map[string]time.Time
 	backoff      time.Duration
 	backoffUntil time.Time
+	// recovered is set once the acknowledged watermark was recovered from
+	// the workers' znodes: until then reads cannot be bounded (min_seq)
+	// or made strong, and are answered 503.
+	recovered atomic.Bool
 	// gatedSince is when the election first found no candidate holding
 	// every acknowledged write (zero when not gated).
 	gatedSince time.Time
@@ -175,18 +180,20 @@ func (c *cluster) watchChildren(ctx context.Context) {
 // master may have committed more than was acknowledged), which can only
 // make an election wait for a better candidate or revive the master.
 func (c *cluster) recoverAckedSeq() {
-	zkw, err := c.readWorkers()
-	if err != nil {
-		c.log.Warn("cannot read the workers to recover the acknowledged watermark", "err", err)
+	if c.recovered.Load() {
 		return
 	}
-	var top uint64
+	zkw, err := c.readWorkers()
+	if err != nil {
+		c.log.Warn("cannot read the workers to recover the acknowledged watermark; will retry", "err", err)
+		return
+	}
 	for _, info := range zkw {
-		top = max(top, info.Applied)
+		if c.o.acked.raise(info.Epoch, info.Applied) {
+			c.log.Info("acknowledged watermark recovered from the workers", "epoch", info.Epoch, "seq", info.Applied)
+		}
 	}
-	if raiseTo(&c.o.ackedSeq, top) {
-		c.log.Info("acknowledged watermark recovered from the workers", "seq", top)
-	}
+	c.recovered.Store(true)
 }
 
 func (c *cluster) noteExit(id string) {
@@ -253,6 +260,7 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	if !c.zks.HasSession() {
 		return errors.New("no zookeeper session")
 	}
+	c.recoverAckedSeq()
 	insts, err := c.o.rt.List(ctx)
 	if err != nil {
 		return fmt.Errorf("runtime list: %w", err)
@@ -431,7 +439,7 @@ func (c *cluster) reconcile(ctx context.Context) error {
 // be elected yet.
 //
 // A candidate must hold every write this orchestrator acknowledged
-// (applied ≥ ackedSeq): a slave below it would start a new epoch without
+// ((epoch, applied) ≥ acked): a slave below it would start a new epoch without
 // an acknowledged entry. Its znode may only be stale, so the election
 // waits up to electionGateWait for it to catch up; then, rather than elect
 // it, the dead master is restarted on its own data (Reviver). Only a
@@ -451,13 +459,16 @@ func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int3
 		if !ok || info.State != wire.StateReady || info.Role != wire.RoleSlave {
 			continue
 		}
-		if best == nil || info.Applied > best.Applied || (info.Applied == best.Applied && pid < bestPID) {
+		// The most up-to-date log wins, as Raft orders logs: the epoch of
+		// its last entry, then its length; ties go to the lowest pid.
+		if best == nil || less(best.Epoch, best.Applied, info.Epoch, info.Applied) ||
+			(info.Epoch == best.Epoch && info.Applied == best.Applied && pid < bestPID) {
 			i := info
 			best, bestPID = &i, pid
 		}
 	}
-	acked := c.o.ackedSeq.Load()
-	if best != nil && exists && best.Applied < acked {
+	ackedEpoch, acked := c.o.acked.get()
+	if best != nil && exists && less(best.Epoch, best.Applied, ackedEpoch, acked) {
 		c.mu.Lock()
 		first := c.gatedSince.IsZero()
 		if first {
@@ -477,7 +488,9 @@ func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int3
 			return id, err
 		}
 		c.log.Error("electing a master below the acknowledged watermark: acknowledged writes may be lost",
-			"best", best.ID, "applied_seq", best.Applied, "acked_seq", acked, "old_master", rec.ID)
+			"best", best.ID, "applied_seq", best.Applied, "epoch", best.Epoch, "acked_seq", acked, "acked_epoch", ackedEpoch, "old_master", rec.ID)
+		// Reads ask for what this master has, not for what is gone.
+		c.o.acked.set(best.Epoch, best.Applied)
 	}
 	if best == nil {
 		if !exists {
@@ -495,7 +508,7 @@ func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int3
 			if err := c.zks.Conn.Delete(wire.MasterPath(c.o.opts.ZKRoot), version); err != nil && !errors.Is(err, zk.ErrNoNode) {
 				return "", fmt.Errorf("reset master record: %w", err)
 			}
-			c.o.ackedSeq.Store(0) // the sequence starts again at 1
+			c.o.acked.set(0, 0) // the sequence starts again at 1
 		}
 		return "", nil
 	}
@@ -544,7 +557,7 @@ func (c *cluster) revive(ctx context.Context, rec wire.MasterRecord, version int
 		return "", true, fmt.Errorf("write master record: %w", err)
 	}
 	c.log.Warn("no slave can take over with every acknowledged write; restarting the dead master on its own data",
-		"id", rec.ID, "epoch", next.Epoch, "live_workers", len(alive), "acked_seq", c.o.ackedSeq.Load())
+		"id", rec.ID, "epoch", next.Epoch, "live_workers", len(alive))
 	c.mu.Lock()
 	c.starts[rec.ID] = time.Now()
 	c.gatedSince = time.Time{}

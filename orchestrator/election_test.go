@@ -88,21 +88,27 @@ func TestElection_GatedByTheAcknowledgedWatermark(t *testing.T) {
 	tests := []struct {
 		name       string
 		applied    uint64 // the only slave's znode
-		acked      uint64 // what the orchestrator acknowledged
+		epoch      uint64 // the epoch of its last entry
+		acked      uint64 // what the orchestrator acknowledged, in epoch ackedEpoch
+		ackedEpoch uint64
 		waited     time.Duration
 		canRevive  bool
 		wantMaster string // "" = no election yet
 		wantStart  string // what the runtime was asked to start
 	}{
-		{"a candidate with every acknowledged write is elected", 7, 7, 0, true, "s1", ""},
-		{"a candidate below the watermark waits first", 5, 7, 0, true, "", ""},
-		{"then the old master is revived on its data", 5, 7, 4 * time.Second, true, "old", "old"},
-		{"a runtime that cannot revive gets the best candidate", 5, 7, 4 * time.Second, false, "s1", ""},
+		{"a candidate with every acknowledged write is elected", 7, 1, 7, 1, 0, true, "s1", ""},
+		{"a candidate below the watermark waits first", 5, 1, 7, 1, 0, true, "", ""},
+		{"then the old master is revived on its data", 5, 1, 7, 1, 4 * time.Second, true, "old", "old"},
+		{"a runtime that cannot revive gets the best candidate", 5, 1, 7, 1, 4 * time.Second, false, "s1", ""},
+		// A longer log of an older epoch holds a deposed master's
+		// unacknowledged entries, not the acknowledged ones of epoch 2.
+		{"a longer log of an older epoch is behind", 9, 1, 7, 2, 0, true, "", ""},
+		{"a later epoch is ahead even when shorter", 6, 3, 7, 2, 0, true, "s1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			zks, root := mustZK(t)
-			info := wire.WorkerInfo{ID: "s1", PID: 101, Role: wire.RoleSlave, State: wire.StateReady, Applied: tt.applied, Epoch: 1}
+			info := wire.WorkerInfo{ID: "s1", PID: 101, Role: wire.RoleSlave, State: wire.StateReady, Applied: tt.applied, Epoch: tt.epoch}
 			b, _ := json.Marshal(info)
 			if _, err := zks.Conn.Create(wire.WorkersPath(root)+"/s1", b, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
 				t.Fatal(err)
@@ -113,7 +119,7 @@ func TestElection_GatedByTheAcknowledgedWatermark(t *testing.T) {
 			}
 			rt := &fakeRuntime{canRevive: func(id string) bool { return tt.canRevive && id == "old" }}
 			o := &Orchestrator{opts: Options{ZKRoot: root}, log: slog.New(slog.DiscardHandler), rt: rt}
-			o.ackedSeq.Store(tt.acked)
+			o.acked.set(tt.ackedEpoch, tt.acked)
 			c := newCluster(o, zks)
 			if tt.waited > 0 {
 				c.gatedSince = time.Now().Add(-tt.waited)
@@ -138,7 +144,7 @@ func TestElection_GatedByTheAcknowledgedWatermark(t *testing.T) {
 			case tt.wantMaster == "" && after.Epoch != 1:
 				t.Fatalf("the master record changed while the election waited: %+v", after)
 			case tt.wantMaster != "" && (after.ID != tt.wantMaster || after.Epoch != 2):
-				t.Fatalf("master record %+v, want %s in epoch 2", after, tt.wantMaster)
+				t.Fatalf("master record %+v, want %s in master epoch 2", after, tt.wantMaster)
 			}
 			if started := strings.Join(rt.startedIDs(), ","); started != tt.wantStart {
 				t.Fatalf("runtime started %q, want %q", started, tt.wantStart)

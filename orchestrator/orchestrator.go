@@ -110,7 +110,7 @@ type Orchestrator struct {
 	rt     Runtime
 	zks    *zkutil.Session
 
-	ackedSeq atomic.Uint64 // highest sequence number a write reply carried
+	acked logPos // the highest (epoch, seq) a write reply carried
 
 	writes *batcher[wire.WriteRequest]
 	reads  *batcher[wire.ReadRequest]
@@ -148,23 +148,51 @@ func New(opts Options) (*Orchestrator, error) {
 	return o, nil
 }
 
-// raiseTo sets v to n when n is higher, and reports whether it did.
-func raiseTo(v *atomic.Uint64, n uint64) bool {
-	for {
-		cur := v.Load()
-		if n <= cur {
-			return false
-		}
-		if v.CompareAndSwap(cur, n) {
-			return true
-		}
+// logPos is a position in the replicated log, (epoch, seq), ordered as
+// Raft orders logs: by the epoch of the last entry, then by its sequence
+// number. A replica holding a deposed master's unacknowledged entries at
+// higher sequence numbers is behind one holding the acknowledged entries
+// of a later epoch.
+type logPos struct {
+	mu    sync.Mutex
+	epoch uint64
+	seq   uint64
+}
+
+// less reports whether (e1, s1) is before (e2, s2).
+func less(e1, s1, e2, s2 uint64) bool {
+	return e1 < e2 || (e1 == e2 && s1 < s2)
+}
+
+// raise moves the position to (epoch, seq) when that is later, and
+// reports whether it did.
+func (p *logPos) raise(epoch, seq uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !less(p.epoch, p.seq, epoch, seq) {
+		return false
 	}
+	p.epoch, p.seq = epoch, seq
+	return true
+}
+
+// set moves the position to (epoch, seq), earlier or not.
+func (p *logPos) set(epoch, seq uint64) {
+	p.mu.Lock()
+	p.epoch, p.seq = epoch, seq
+	p.mu.Unlock()
+}
+
+func (p *logPos) get() (epoch, seq uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epoch, p.seq
 }
 
 // committedSeq is the highest sequence number known to be committed: the
 // highest this orchestrator acknowledged, or a worker applied.
 func (o *Orchestrator) committedSeq() uint64 {
-	top := o.ackedSeq.Load()
+	_, top := o.acked.get()
 	if o.cluster != nil {
 		view, _, _ := o.cluster.snapshot()
 		for _, v := range view {

@@ -141,6 +141,11 @@ func TestHostilePlugin_Writes(t *testing.T) {
 		{"hostile.read_log", "_log belongs to the worker"},
 		{"hostile.multi", "one statement per call"},
 		{"hostile.random", "not deterministic"},
+		{"hostile.clock", "not deterministic"},
+		{"hostile.current_timestamp", "not deterministic"},
+		{"hostile.changes", "not deterministic"},
+		{"hostile.temp_table", "temporary objects"},
+		{"hostile.runaway_read", "deadline exceeded"}, // the handler gives up first; the statement is interrupted after
 		{"hostile.failed_write_ignored", "a write statement of the operation failed"},
 	}
 	for _, tt := range tests {
@@ -263,5 +268,38 @@ func TestMaster_HungWritesFailAlone(t *testing.T) {
 		case strings.HasPrefix(d.CorrelationId, "ok") && at >= orchestratorWriteTimeout:
 			t.Fatalf("%s answered after %s: the orchestrator had given up", d.CorrelationId, at)
 		}
+	}
+}
+
+// A statement that never ends (a recursive query without a stop, writing)
+// is interrupted at the statement deadline: SQLite then rolls back the
+// whole batch, which is redone one write per transaction, so the other
+// writes commit and the runaway one fails alone (its delivery goes back
+// to the queue with its try counted).
+func TestHostilePlugin_RunawayWrite(t *testing.T) {
+	h := mustHostile(t)
+	m := mustNode(t, "m1", kvHandler, h)
+	m.mustBeMaster(1)
+	err := m.session(1, m.write("before", "a", "1", false), m.op("runaway", "hostile.runaway_write"), m.write("after", "b", "2", false))
+	if err != nil {
+		t.Fatalf("session: %v (events %q)", err, m.ev.all())
+	}
+	for _, id := range []string{"before", "after"} {
+		if rep, ok := m.rep.get(id); !ok || rep.Status != 200 {
+			t.Fatalf("%s, in the batch of a runaway write: %+v %v", id, rep, ok)
+		}
+	}
+	if rep, ok := m.rep.get("runaway"); ok {
+		t.Fatalf("the runaway write was answered on its first try: %+v", rep)
+	}
+	if indexOf(m.ev.all(), "requeue 2 attempt=1") < 0 {
+		t.Fatalf("the runaway write was not sent back with its try counted: %q", m.ev.all())
+	}
+	s := mustNode(t, "s1", kvHandler, h)
+	if err := s.w.applyStream(context.Background(), m.sync.stream()); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := dumpAll(t, m.w.store.Load()), dumpAll(t, s.w.store.Load()); a != b {
+		t.Fatalf("replica %s != master %s", b, a)
 	}
 }

@@ -42,6 +42,12 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		}
 		log.Warn("promotion: barrier not seen yet; trying again", "err", err)
 	}
+	if w.divergedPromoting.Load() {
+		return errors.New("this worker's log diverged from the old master's while it drained the stream: it cannot take over")
+	}
+	if w.deposed.Load() {
+		return ErrFenced
+	}
 	// Entries this worker holds may be missing from other slaves (it got
 	// some through a repair from the old master, which may never have
 	// confirmed them): until proven otherwise, only what every slave has
@@ -234,6 +240,16 @@ func (w *Worker) confirmUpTo(ctx context.Context, epoch uint64, fresh []wire.Ent
 	for len(fresh) > 0 && fresh[0].Seq <= w.confirmed {
 		fresh = fresh[1:]
 	}
+	// fresh is published as it is only when it is one contiguous run: a
+	// batch redone one write per transaction may have let another commit
+	// (a migration) take a sequence number in between.
+	for i := 1; i < len(fresh); i++ {
+		if fresh[i].Seq != fresh[i-1].Seq+1 {
+			applied = max(applied, fresh[len(fresh)-1].Seq)
+			fresh = nil
+			break
+		}
+	}
 	gapEnd := applied
 	if len(fresh) > 0 {
 		gapEnd = fresh[0].Seq - 1
@@ -349,16 +365,18 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies R
 // it may be what fails, so its writes are redone one by one.
 var errPoison = errors.New("batch failed while applying its writes")
 
-// deliveryCount is how many times the broker delivered d before (quorum
-// queues count in the x-delivery-count header).
-func deliveryCount(d amqp.Delivery) int {
-	if v, ok := d.Headers["x-delivery-count"]; ok {
+// HeaderAttempts counts how many times the master tried a write delivery
+// and failed to apply it. The master counts, not the broker: RabbitMQ 3.x
+// counts every return of a delivery in x-delivery-count (a failover, a
+// session restart), which says nothing about the write.
+const HeaderAttempts = "x-rideshare-attempts"
+
+// attempts is how many times applying d failed before.
+func attempts(d amqp.Delivery) int {
+	if v, ok := d.Headers[HeaderAttempts]; ok {
 		if n, err := toInt64(v); err == nil {
 			return int(n)
 		}
-	}
-	if d.Redelivered {
-		return 1
 	}
 	return 0
 }
@@ -444,6 +462,23 @@ func (w *Worker) serveRepair(ctx context.Context, d amqp.Delivery) wire.RepairRe
 		w.log.Info("snapshot served", "to", req.Worker, "seq", seq, "bytes", len(data), "took", time.Since(start).Round(time.Millisecond))
 		return wire.RepairReply{Epoch: epoch, Snapshot: data, SnapshotSeq: seq}
 	}
+	// Log matching: the asker's entry From-1 must be ours.
+	if req.From > 1 {
+		prev := req.From - 1
+		if applied, _ := st.Applied(); prev > applied {
+			return wire.RepairReply{Epoch: epoch, Diverged: true} // it holds entries we never had
+		}
+		ep, found, err := st.EntryEpoch(ctx, prev)
+		if err != nil {
+			return wire.RepairReply{Epoch: epoch, Error: err.Error()}
+		}
+		if !found {
+			return wire.RepairReply{Epoch: epoch, Truncated: true}
+		}
+		if ep != req.PrevEpoch {
+			return wire.RepairReply{Epoch: epoch, Diverged: true}
+		}
+	}
 	limit := req.Limit
 	if limit <= 0 || limit > 2000 {
 		limit = 2000
@@ -451,6 +486,15 @@ func (w *Worker) serveRepair(ctx context.Context, d amqp.Delivery) wire.RepairRe
 	entries, ok, err := st.LogFrom(ctx, req.From, limit)
 	if err != nil {
 		return wire.RepairReply{Epoch: epoch, Error: err.Error()}
+	}
+	// Only confirmed entries leave by repair: one the sync stream never
+	// confirmed may be undone by the next master, and a slave must not
+	// hold it (and answer reads from it) meanwhile.
+	w.confirmMu.Lock()
+	confirmed := w.confirmed
+	w.confirmMu.Unlock()
+	for len(entries) > 0 && entries[len(entries)-1].Seq > confirmed {
+		entries = entries[:len(entries)-1]
 	}
 	return wire.RepairReply{Epoch: epoch, Entries: entries, Truncated: !ok}
 }

@@ -47,6 +47,12 @@ type Replier interface {
 	Reply(ctx context.Context, d amqp.Delivery, body []byte)
 }
 
+// Requeuer sends a write delivery that failed back to writeQ, counting
+// the attempt (HeaderAttempts), and settles the original.
+type Requeuer interface {
+	Requeue(ctx context.Context, d amqp.Delivery, attempt int) error
+}
+
 // RepairClient asks the master for log entries or a snapshot.
 type RepairClient interface {
 	Repair(ctx context.Context, req wire.RepairRequest, timeout time.Duration) (wire.RepairReply, error)
@@ -94,8 +100,10 @@ func (c *zkCoordinator) SlavesApplied(_ context.Context, self string) (uint64, b
 			return 0, false, fmt.Errorf("read worker %s: %w", n, err)
 		}
 		var info wire.WorkerInfo
-		if err := json.Unmarshal(data, &info); err != nil || info.State == wire.StateSyncing {
-			continue // a syncing worker gets everything from its snapshot
+		if err := json.Unmarshal(data, &info); err != nil || info.Role != wire.RoleSlave || info.State == wire.StateSyncing {
+			// Not a slave (the dead master's znode may linger), or one
+			// that gets everything from its snapshot.
+			continue
 		}
 		if !found || info.Applied < low {
 			low, found = info.Applied, true
@@ -181,4 +189,36 @@ func (r mqRepair) Repair(ctx context.Context, req wire.RepairRequest, timeout ti
 		return out, fmt.Errorf("decode repair reply: %w", err)
 	}
 	return out, nil
+}
+
+// amqpRequeue republishes a failed write delivery to writeQ (persistent,
+// confirmed, on the session's confirm channel) with its attempt count, then
+// acks the original: the queue gets it back with a count that only the
+// master's failures raise.
+type amqpRequeue struct{ w *Worker }
+
+var _ Requeuer = amqpRequeue{}
+
+func (r amqpRequeue) Requeue(ctx context.Context, d amqp.Delivery, attempt int) error {
+	r.w.mu.Lock()
+	p := r.w.syncPub
+	r.w.mu.Unlock()
+	if p == nil {
+		return mq.ErrUnavailable
+	}
+	headers := amqp.Table{}
+	for k, v := range d.Headers {
+		headers[k] = v
+	}
+	headers[HeaderAttempts] = int64(attempt)
+	ctx, cancel := context.WithTimeout(ctx, r.w.opts.PublishTimeout)
+	defer cancel()
+	err := p.publish(ctx, "", r.w.names.WriteQ, amqp.Publishing{
+		ContentType: d.ContentType, Type: d.Type, DeliveryMode: amqp.Persistent,
+		CorrelationId: d.CorrelationId, ReplyTo: d.ReplyTo, Headers: headers, Body: d.Body,
+	})
+	if err != nil {
+		return err
+	}
+	return d.Ack(false)
 }

@@ -134,20 +134,74 @@ func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, 
 			which[i].plan = p
 		}
 	}
+	// The reads of a batch come from different clients: each is served on
+	// its own, until its own deadline, so one waiting for a min_seq this
+	// slave has not reached holds back nobody else.
 	out := make([]wire.Reply, len(reads))
+	stopped := false
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for i, rd := range reads {
-		if rd.reply == nil {
-			rd.reply = w.serveRead(ctx, rd, deadline)
-			if rd.reply == nil {
-				return nil, false
-			}
+		if rd.reply != nil {
+			out[i] = *rd.reply
+			continue
 		}
-		out[i] = *rd.reply
+		dl := deadline
+		if rd.req.Deadline > 0 {
+			dl = time.UnixMilli(rd.req.Deadline)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := w.serveRead(ctx, rd, dl)
+			mu.Lock()
+			defer mu.Unlock()
+			if r == nil {
+				stopped = true
+				return
+			}
+			out[i] = *r
+		}()
+	}
+	wg.Wait()
+	if stopped {
+		return nil, false
 	}
 	if batch {
 		return mustJSON(wire.ReplyBatch{Replies: out}), true
 	}
 	return mustJSON(&out[0]), true
+}
+
+// waitReadable waits until this slave can answer a read that needs
+// minSeq: it has applied that much, and its log has reached the epoch of
+// the master it knows (after a failover, until it applies the new
+// master's epoch entry, what it holds beyond the old master's
+// acknowledged writes may still be undone). It returns the store to read,
+// or nil and why not.
+func (w *Worker) waitReadable(ctx context.Context, minSeq uint64) (*Store, error) {
+	nudge := time.AfterFunc(150*time.Millisecond, func() { signalChan(w.kick) })
+	defer nudge.Stop()
+	for {
+		st := w.store.Load()
+		ch := st.Advanced()
+		seq, ep := st.Applied()
+		w.mu.Lock()
+		known := w.knownEpoch
+		w.mu.Unlock()
+		if seq >= minSeq && ep >= known {
+			return st, nil
+		}
+		// The write is committed on the master; normally it is in flight
+		// on our sync queue. If it does not show up soon, the nudge asks
+		// the master.
+		select {
+		case <-ch: // applied more, or replaced by a snapshot
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond): // a new epoch became known
+		}
+	}
 }
 
 // serveRead runs one read once this slave has applied its min_seq; nil
@@ -156,19 +210,12 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 	req, op := rd.req, rd.op
 	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	if seq, _ := w.store.Load().Applied(); seq < req.MinSeq {
-		// The write is committed on the master; normally it is in flight
-		// on our sync queue. If it does not show up soon, ask the master.
-		nudge := time.AfterFunc(150*time.Millisecond, func() { signalChan(w.kick) })
-		err := w.store.Load().WaitApplied(rctx, req.MinSeq)
-		nudge.Stop()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			seq, _ := w.store.Load().Applied()
-			return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
+	if _, err := w.waitReadable(rctx, req.MinSeq); err != nil {
+		if ctx.Err() != nil {
+			return nil
 		}
+		seq, ep := w.store.Load().Applied()
+		return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d (epoch %d), read needs %d", seq, ep, req.MinSeq), Worker: w.opts.ID}
 	}
 	w.readMu.RLock()
 	defer w.readMu.RUnlock()

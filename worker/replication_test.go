@@ -288,7 +288,10 @@ func mustNode(t *testing.T, id string, handlers ...pluginapi.Handler) *node {
 	w.store.Store(st)
 	ev := &events{}
 	n := &node{t: t, w: w, ev: ev, coord: &fakeCoord{}, sync: &fakeSync{ev: ev}, rep: &fakeReplier{ev: ev}, ack: &fakeAck{ev: ev}}
-	w.coord, w.syncOut = n.coord, n.sync
+	w.coord, w.syncOut, w.requeue = n.coord, n.sync, requeueFunc(func(_ context.Context, d amqp.Delivery, attempt int) error {
+		ev.add("requeue %d attempt=%d", d.DeliveryTag, attempt)
+		return d.Ack(false)
+	})
 	w.setState(wire.StateReady)
 	return n
 }
@@ -701,6 +704,13 @@ func TestSlave_KeepsEntriesBeyondAGap(t *testing.T) {
 	}
 }
 
+// requeueFunc is a Requeuer from a function.
+type requeueFunc func(context.Context, amqp.Delivery, int) error
+
+func (f requeueFunc) Requeue(ctx context.Context, d amqp.Delivery, attempt int) error {
+	return f(ctx, d, attempt)
+}
+
 // repairFunc is a RepairClient from a function.
 type repairFunc func(context.Context, wire.RepairRequest, time.Duration) (wire.RepairReply, error)
 
@@ -753,14 +763,16 @@ func TestMaster_PoisonWriteIsDroppedAfterTheDeliveryLimit(t *testing.T) {
 	limit := n.w.opts.DeliveryLimit
 	for count := 1; count < limit; count++ {
 		d := n.write("poison", "p", "x", true)
-		d.Headers = amqp.Table{"x-delivery-count": int64(count)}
+		// The broker's own count says nothing (every failover raises it);
+		// the master's does.
+		d.Headers = amqp.Table{"x-delivery-count": int64(100), HeaderAttempts: int64(count)}
 		if err := n.session(1, d); err != nil {
 			t.Fatal(err)
 		}
 		evs := n.ev.all()
 		if count+1 < limit {
-			if indexOf(evs, fmt.Sprintf("nack %d multiple=false requeue=true", d.DeliveryTag)) < 0 {
-				t.Fatalf("delivery %d: %q, want it back in the queue", count+1, evs)
+			if indexOf(evs, fmt.Sprintf("requeue %d attempt=%d", d.DeliveryTag, count+1)) < 0 {
+				t.Fatalf("try %d: %q, want it back in the queue with the try counted", count+1, evs)
 			}
 			if _, ok := n.rep.get("poison"); ok {
 				t.Fatalf("delivery %d answered before its last try", count+1)
@@ -774,5 +786,146 @@ func TestMaster_PoisonWriteIsDroppedAfterTheDeliveryLimit(t *testing.T) {
 		if indexOf(evs, fmt.Sprintf("nack %d multiple=false requeue=false", d.DeliveryTag)) < 0 {
 			t.Fatalf("last delivery: %q, want it dead-lettered (nack without requeue)", evs)
 		}
+	}
+}
+
+// Review finding: confirmUpTo published a batch's entries as one run
+// even when another commit (a migration, between the one-write
+// transactions of a poison redo) took a sequence number in between; the
+// watermark then jumped over an entry never published.
+func TestMaster_ConfirmUpToFillsHolesInsideABatch(t *testing.T) {
+	n := mustNode(t, "m1")
+	n.mustBeMaster(1)
+	var es []wire.Entry
+	for i := range 3 {
+		es = append(es, mustWrite(t, n.w.store.Load(), fmt.Sprintf("w%d", i), exec(`INSERT INTO kv (k, v) VALUES (?, 'x')`, fmt.Sprint(i))))
+	}
+	// The first and the last are the batch's; the middle one is another
+	// commit's, not published yet.
+	if err := n.w.confirmUpTo(context.Background(), 1, []wire.Entry{es[0], es[2]}); err != nil {
+		t.Fatal(err)
+	}
+	n.checkStreamCovers(es[2].Seq)
+}
+
+// Review finding: a repair compared sequence numbers only, so a slave
+// holding a deposed master's unconfirmed entries, ahead of the new
+// master, was told it had nothing to repair. The master now checks the
+// entry before the asked range (log matching), and serves only entries
+// confirmed on the sync stream.
+func TestMaster_RepairChecksLogMatching(t *testing.T) {
+	n := mustNode(t, "m1")
+	n.mustBeMaster(2)
+	for i := range 3 {
+		if err := n.session(2, n.write(fmt.Sprintf("w%d", i), fmt.Sprint(i), "x", false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	top, ep := n.w.store.Load().Applied()
+	ask := func(from, prevEpoch uint64) wire.RepairReply {
+		return n.w.serveRepair(context.Background(), amqp.Delivery{Body: mustJSON(wire.RepairRequest{From: from, PrevEpoch: prevEpoch})})
+	}
+	if r := ask(top, ep); r.Diverged || len(r.Entries) != 1 {
+		t.Fatalf("a matching replica one entry behind: %+v", r)
+	}
+	if r := ask(top, ep+1); !r.Diverged {
+		t.Fatalf("a replica whose entry %d has another epoch was not told it diverged: %+v", top-1, r)
+	}
+	if r := ask(top+3, ep); !r.Diverged {
+		t.Fatalf("a replica ahead of the master was not told it diverged: %+v", r)
+	}
+	// An entry committed but not confirmed is not served.
+	mustWrite(t, n.w.store.Load(), "unconfirmed", exec(`INSERT INTO kv (k, v) VALUES ('u', 'x')`))
+	if r := ask(top+1, ep); len(r.Entries) != 0 {
+		t.Fatalf("an unconfirmed entry was served by repair: %+v", r.Entries)
+	}
+}
+
+// Review finding: reads of one message were served one after another,
+// so one waiting for a min_seq this slave had not reached made every
+// read behind it miss its deadline.
+func TestSlave_ReadsOfABatchWaitAlone(t *testing.T) {
+	m := mustNode(t, "m1")
+	m.mustBeMaster(1)
+	if err := m.session(1, m.write("w0", "a", "1", false)); err != nil {
+		t.Fatal(err)
+	}
+	s := mustNode(t, "s1")
+	if err := s.w.applyStream(context.Background(), m.sync.stream()); err != nil {
+		t.Fatal(err)
+	}
+	top, _ := s.w.store.Load().Applied()
+	now := time.Now()
+	batch := wire.ReadBatch{Reads: []wire.ReadRequest{
+		{Op: "kv.get", Params: json.RawMessage(`{"k":"a"}`), MinSeq: top + 100, Deadline: now.Add(time.Second).UnixMilli()},
+		{Op: "kv.get", Params: json.RawMessage(`{"k":"a"}`), MinSeq: top, Deadline: now.Add(10 * time.Second).UnixMilli()},
+	}}
+	raw, ok := s.w.serveReads(context.Background(), amqp.Delivery{Type: wire.TypeReads, Body: mustJSON(batch)})
+	if !ok {
+		t.Fatal("no answer")
+	}
+	var out wire.ReplyBatch
+	if err := json.Unmarshal(raw, &out); err != nil || len(out.Replies) != 2 {
+		t.Fatalf("%v %s", err, raw)
+	}
+	if out.Replies[0].Status != 503 || out.Replies[1].Status != 200 {
+		t.Fatalf("replies %+v: want the unreachable read 503 and the other 200", out.Replies)
+	}
+}
+
+// Review finding: after a failover a slave answered reads from a log that
+// still ended in the deposed master's epoch (possibly with its
+// unacknowledged entries). A slave now answers once its log reached the
+// epoch of the master it knows.
+func TestSlave_ReadsWaitForTheKnownEpoch(t *testing.T) {
+	m := mustNode(t, "m1")
+	m.mustBeMaster(1)
+	s := mustNode(t, "s1")
+	if err := s.w.applyStream(context.Background(), m.sync.stream()); err != nil {
+		t.Fatal(err)
+	}
+	s.w.noteEpoch(2) // a new master was named; its epoch entry has not come yet
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := s.w.waitReadable(ctx, 0); err == nil {
+		t.Fatal("a slave still in epoch 1 answered after epoch 2 was named")
+	}
+	m2 := mustNode(t, "m2")
+	if err := m2.w.applyStream(context.Background(), m.sync.stream()); err != nil {
+		t.Fatal(err)
+	}
+	m2.coord.rec = wire.MasterRecord{ID: "m2", Epoch: 2}
+	m2.sync.tap = func(b wire.SyncBatch) {
+		if b.Barrier != "" {
+			m2.w.syncIn <- amqp.Delivery{Body: mustJSON(b)}
+		}
+	}
+	pctx, pcancel := context.WithCancel(context.Background())
+	defer pcancel()
+	go func() { _ = m2.w.runApplier(pctx, false) }()
+	m2.w.mu.Lock()
+	m2.w.promoting = true
+	m2.w.mu.Unlock()
+	if err := m2.w.promote(pctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := s.w.waitReadable(c, 0)
+		done <- err
+	}()
+	var epochEntry []wire.Entry
+	for _, e := range m2.sync.stream() {
+		if e.Epoch == 2 {
+			epochEntry = append(epochEntry, e)
+		}
+	}
+	if err := s.w.applyStream(context.Background(), epochEntry); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the slave did not answer after applying the new epoch's entry: %v", err)
 	}
 }

@@ -192,9 +192,28 @@ func (w *Worker) applyPending(ctx context.Context) error {
 			return w.resync(ctx)
 		}
 		if err != nil {
+			// An entry the master committed that this replica cannot
+			// replay (a statement that depends on something only the
+			// master had): after a few tries, start over from a snapshot
+			// rather than stay stuck below the master.
+			if w.replayFailed(run[0].Seq) >= 3 {
+				w.log.Error("an entry keeps failing to replay; resyncing from a snapshot", "seq", run[0].Seq, "err", err)
+				return w.resync(ctx)
+			}
 			return err
 		}
 	}
+}
+
+// replayFailed counts consecutive failures to replay from seq on.
+func (w *Worker) replayFailed(seq uint64) int {
+	w.pendingMu.Lock()
+	defer w.pendingMu.Unlock()
+	if w.failSeq != seq {
+		w.failSeq, w.failCount = seq, 0
+	}
+	w.failCount++
+	return w.failCount
 }
 
 // dropPending forgets the entries kept beyond a gap: a worker promoted to
@@ -233,9 +252,17 @@ func (w *Worker) repairToMaster(ctx context.Context) error {
 // applies them; if the master no longer has them it resyncs.
 func (w *Worker) repairFrom(ctx context.Context, from uint64) error {
 	for {
-		var r wire.RepairReply
-		if err := w.callRepair(ctx, wire.RepairRequest{From: from, Limit: 2000, Worker: w.opts.ID}, 3*time.Second, &r); err != nil {
+		prevEpoch, err := w.entryEpoch(ctx, from-1)
+		if err != nil {
 			return err
+		}
+		var r wire.RepairReply
+		if err := w.callRepair(ctx, wire.RepairRequest{From: from, PrevEpoch: prevEpoch, Limit: 2000, Worker: w.opts.ID}, 3*time.Second, &r); err != nil {
+			return err
+		}
+		if r.Diverged {
+			w.log.Warn("this replica's log does not match the master's; resyncing from a snapshot", "from", from, "prev_epoch", prevEpoch)
+			return w.resync(ctx)
 		}
 		if r.Truncated {
 			w.log.Info("master's log no longer reaches back; resyncing from a snapshot", "from", from)
@@ -266,6 +293,19 @@ func (w *Worker) repairFrom(ctx context.Context, from uint64) error {
 	}
 }
 
+// entryEpoch is the epoch of this replica's entry seq (0 for seq 0).
+func (w *Worker) entryEpoch(ctx context.Context, seq uint64) (uint64, error) {
+	st := w.store.Load()
+	if applied, ep := st.Applied(); seq == applied {
+		return ep, nil
+	}
+	if seq == 0 {
+		return 0, nil
+	}
+	ep, _, err := st.EntryEpoch(ctx, seq)
+	return ep, err
+}
+
 func (w *Worker) callRepair(ctx context.Context, req wire.RepairRequest, timeout time.Duration, out *wire.RepairReply) error {
 	r, err := w.repairs.Repair(ctx, req, timeout)
 	if err != nil {
@@ -288,6 +328,15 @@ func (w *Worker) callRepair(ctx context.Context, req wire.RepairRequest, timeout
 // and resumes the stream from the snapshot's sequence number. Reads stop
 // meanwhile.
 func (w *Worker) resync(ctx context.Context) error {
+	if _, _, promoting := w.roleState(); promoting {
+		// A candidate that finds its log diverged while it drains the old
+		// master's stream must not take over: nobody could give it a
+		// snapshot (it is the one being promoted), and what it holds is
+		// not the acknowledged history. The promotion fails, the worker
+		// exits, and the orchestrator elects another or revives the master.
+		w.divergedPromoting.Store(true)
+		return errors.New("diverged from the master's log while being promoted")
+	}
 	w.setState(wire.StateSyncing)
 	backoff := 200 * time.Millisecond
 	for {

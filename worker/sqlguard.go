@@ -23,9 +23,10 @@ import (
 //     opens (a connection hook of a driver of our own), which sees every
 //     table and action a statement compiles to, however it is spelled:
 //     it refuses what the lexical check refuses, any access to the
-//     worker's own tables (_meta, _log, _writes, _migrations), and the
-//     non-deterministic random() and randomblob() in writes, and it
-//     reports whether the statement writes — so a write carried by Query
+//     worker's own tables (_meta, _log, _writes, _migrations), temporary
+//     objects (one connection's only), and non-deterministic functions
+//     (the clock, random(), changes()) in writes, and it reports whether
+//     the statement writes — so a write carried by Query
 //     (INSERT … RETURNING) is recorded for replication like one carried
 //     by Exec.
 //
@@ -43,6 +44,16 @@ const driverName = "rideshare-sqlite"
 // guardParam names a connection's guard in its DSN (a URI parameter SQLite
 // itself ignores).
 const guardParam = "rideshare_guard"
+
+// nondeterministic are the functions whose value differs from replica to
+// replica (the clock, randomness, the connection's own counters): a
+// statement that writes may not call them.
+var nondeterministic = map[string]bool{
+	"random": true, "randomblob": true,
+	"date": true, "time": true, "datetime": true, "julianday": true, "strftime": true, "unixepoch": true,
+	"current_date": true, "current_time": true, "current_timestamp": true, "timediff": true,
+	"changes": true, "total_changes": true, "last_insert_rowid": true,
+}
 
 // workerTables are the worker's own tables; handlers never touch them.
 var workerTables = map[string]bool{"_meta": true, "_log": true, "_writes": true, "_migrations": true}
@@ -164,23 +175,26 @@ func (g *guard) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, _, _ s
 		// Only a statement that writes must replay the same everywhere;
 		// SQLite authorizes every part of a statement before it runs any,
 		// so the pair is refused whichever of the two comes first.
-		if f := strings.ToLower(arg2); f == "random" || f == "randomblob" {
+		if f := strings.ToLower(arg2); nondeterministic[f] {
 			g.nondet.Store(true)
 			if g.writes.Load() {
-				return g.deny(f + "() is not deterministic: a write must replay the same on every replica")
+				return g.deny(f + "() is not deterministic: a write must replay the same on every replica (bind the value instead)")
 			}
 		}
 		return sqlite.AuthorizerOK
+	case sqlite.AuthCreateTempTable, sqlite.AuthDropTempTable, sqlite.AuthCreateTempIndex, sqlite.AuthDropTempIndex,
+		sqlite.AuthCreateTempTrigger, sqlite.AuthDropTempTrigger, sqlite.AuthCreateTempView, sqlite.AuthDropTempView:
+		return g.deny("temporary objects live on one connection only: they are not replicated and not in snapshots")
 	case sqlite.AuthRead, sqlite.AuthSelect, sqlite.AuthRecursive:
 		table = arg1
 	case sqlite.AuthInsert, sqlite.AuthUpdate, sqlite.AuthDelete,
-		sqlite.AuthCreateTable, sqlite.AuthDropTable, sqlite.AuthCreateTempTable, sqlite.AuthDropTempTable,
-		sqlite.AuthCreateView, sqlite.AuthDropView, sqlite.AuthCreateTempView, sqlite.AuthDropTempView,
+		sqlite.AuthCreateTable, sqlite.AuthDropTable,
+		sqlite.AuthCreateView, sqlite.AuthDropView,
 		sqlite.AuthCreateVTable, sqlite.AuthDropVTable, sqlite.AuthAnalyze:
 		table = arg1
 		g.writes.Store(true)
-	case sqlite.AuthCreateIndex, sqlite.AuthDropIndex, sqlite.AuthCreateTempIndex, sqlite.AuthDropTempIndex,
-		sqlite.AuthCreateTrigger, sqlite.AuthDropTrigger, sqlite.AuthCreateTempTrigger, sqlite.AuthDropTempTrigger:
+	case sqlite.AuthCreateIndex, sqlite.AuthDropIndex,
+		sqlite.AuthCreateTrigger, sqlite.AuthDropTrigger:
 		table = arg2
 		g.writes.Store(true)
 	case sqlite.AuthAlterTable:
@@ -195,7 +209,7 @@ func (g *guard) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, _, _ s
 		return g.deny("table " + table + " belongs to the worker")
 	}
 	if g.writes.Load() && g.nondet.Load() {
-		return g.deny("random() is not deterministic: a write must replay the same on every replica")
+		return g.deny("a statement that writes may not call a non-deterministic function (the clock, random(), changes()): it must replay the same on every replica (bind the value instead)")
 	}
 	return sqlite.AuthorizerOK
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
@@ -52,6 +53,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	advanced chan struct{} // closed and replaced whenever applied grows
+	closed   bool
 }
 
 const schemaMeta = `
@@ -131,6 +133,14 @@ func (s *Store) Close() error {
 	}
 	s.wguard.release()
 	s.hguard.release()
+	// Wake whoever waits on this store: it will never advance again (a
+	// snapshot replaced it); they look at the current one.
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.advanced)
+	}
+	s.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -160,22 +170,40 @@ func (s *Store) setApplied(seq, epoch uint64) {
 	s.epoch.Store(epoch)
 	s.applied.Store(seq)
 	s.mu.Lock()
-	close(s.advanced)
-	s.advanced = make(chan struct{})
+	if !s.closed {
+		close(s.advanced)
+		s.advanced = make(chan struct{})
+	}
 	s.mu.Unlock()
+}
+
+// ErrStoreClosed is returned to a waiter whose store was closed (a
+// snapshot replaced it).
+var ErrStoreClosed = errors.New("store closed")
+
+// Advanced returns a channel closed when the store next applies an entry
+// or is closed.
+func (s *Store) Advanced() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.advanced
 }
 
 // WaitApplied waits until the store has applied seq.
 func (s *Store) WaitApplied(ctx context.Context, seq uint64) error {
 	for {
-		s.mu.Lock()
-		ch := s.advanced
-		s.mu.Unlock()
+		ch := s.Advanced()
 		if s.applied.Load() >= seq {
 			return nil
 		}
 		select {
 		case <-ch:
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed && s.applied.Load() < seq {
+				return ErrStoreClosed
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -324,6 +352,9 @@ type Batch struct {
 	seq   uint64
 	epoch uint64
 	done  bool
+	// StatementTimeout, when set, interrupts a handler statement that runs
+	// longer (see Savepoint).
+	StatementTimeout time.Duration
 }
 
 // Begin opens a write transaction (BEGIN IMMEDIATE).
@@ -376,11 +407,20 @@ func (b *Batch) Savepoint(ctx context.Context, fn func(db pluginapi.DB) error) (
 	if _, err := b.tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
 		return nil, fmt.Errorf("%w: savepoint: %v", errTxLost, err)
 	}
-	// The handler's statements run with a context that is never cancelled:
-	// SQLite answers an interrupt (a cancelled statement) by rolling back
-	// the whole transaction, which would take the rest of the group commit
-	// with it. A handler's deadline bounds the handler, not SQLite.
-	db := &txDB{tx: b.tx, record: true, guard: b.s.wguard, ctx: context.WithoutCancel(ctx)}
+	// The handler's statements run with a context its deadline does not
+	// cancel: SQLite answers an interrupt by rolling back the whole
+	// transaction, which would take the rest of the group commit with it.
+	// A handler's deadline bounds the handler, not SQLite. Only a
+	// statement that runs past StatementTimeout (a runaway query: a
+	// recursive CTE without end) is interrupted: the batch is lost then
+	// (errTxLost below), and redone without that write.
+	sctx := context.WithoutCancel(ctx)
+	if b.StatementTimeout > 0 {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(sctx, b.StatementTimeout)
+		defer cancel()
+	}
+	db := &txDB{tx: b.tx, record: true, guard: b.s.wguard, ctx: sctx}
 	err := fn(db)
 	if err == nil && db.tainted != nil {
 		err = fmt.Errorf("a write statement of the operation failed, so none of its changes are kept: %w", db.tainted)

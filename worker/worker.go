@@ -115,6 +115,7 @@ type Worker struct {
 	coord    Coordinator
 	syncOut  SyncPublisher
 	repairs  RepairClient
+	requeue  Requeuer
 	syncIn   chan amqp091Delivery
 	kick     chan struct{} // ask the applier to repair now
 	fatal    chan error
@@ -146,6 +147,10 @@ type Worker struct {
 	// another master named: the local view fenceBeforeCommit reads.
 	watchEpoch atomic.Uint64
 	deposed    atomic.Bool
+	// divergedPromoting is set when this worker found its log diverged
+	// while draining the stream for its promotion.
+	divergedPromoting atomic.Bool
+	promotingEpoch    uint64 // guarded by mu: the epoch being promoted to
 
 	// faults injects failures in tests (nil in production).
 	faults struct {
@@ -157,6 +162,8 @@ type Worker struct {
 	// soon as the gap closes, instead of being dropped.
 	pendingMu sync.Mutex
 	pending   map[uint64]wire.Entry
+	failSeq   uint64 // the entry that last failed to replay, and how often
+	failCount int
 }
 
 // New prepares a worker; Run starts it.
@@ -183,6 +190,7 @@ func New(opts Options) (*Worker, error) {
 	w.caller = mq.NewCaller(w.log.With("subsystem", "rpc"))
 	w.syncOut = amqpSync{w}
 	w.repairs = mqRepair{w}
+	w.requeue = amqpRequeue{w}
 	return w, nil
 }
 
@@ -226,15 +234,26 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := zks.WaitSession(ctx, w.opts.ZKServers); err != nil {
 		return nil // stopped before ZooKeeper answered
 	}
-	if err := zkutil.EnsurePath(zks.Conn, wire.WorkersPath(w.opts.ZKRoot)); err != nil {
-		return err
-	}
 	// A cluster that never had a master starts from empty databases: every
 	// worker is ready at sequence 0. Otherwise this worker must first load
-	// a snapshot of the master.
-	rec, exists, err := w.readMaster()
-	if err != nil {
-		return err
+	// a snapshot of the master. ZooKeeper may blink on a loaded machine:
+	// retry rather than die (the orchestrator would only start another).
+	var rec wire.MasterRecord
+	var exists bool
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
+		err = zkutil.EnsurePath(zks.Conn, wire.WorkersPath(w.opts.ZKRoot))
+		if err == nil {
+			rec, exists, err = w.readMaster()
+		}
+		if err == nil {
+			break
+		}
+		w.log.Warn("zookeeper: cannot read the cluster's state yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	// A worker the master record already names is a master restarted on
 	// its own data by the orchestrator (no other slave could take over):
@@ -470,6 +489,11 @@ func (w *Worker) onMasterRecord(ctx context.Context, rec wire.MasterRecord) erro
 	case role == wire.RoleMaster:
 		w.deposed.Store(true)
 		return ErrFenced // any other record: someone else's term
+	case promoting && (rec.ID != w.opts.ID || rec.Epoch != w.promotingEpochNow()):
+		// Named, then not any more while taking over: step down for good
+		// (the promotion may already have committed its epoch entry).
+		w.deposed.Store(true)
+		return ErrFenced
 	case rec.ID == w.opts.ID && rec.Epoch > myEpoch && !promoting && state != wire.StateReady:
 		// Named while loading a snapshot (our znode was stale): we do not
 		// hold the data. Exit, so that the orchestrator elects another.
@@ -477,6 +501,7 @@ func (w *Worker) onMasterRecord(ctx context.Context, rec wire.MasterRecord) erro
 	case rec.ID == w.opts.ID && rec.Epoch > myEpoch && !promoting:
 		w.mu.Lock()
 		w.promoting = true
+		w.promotingEpoch = rec.Epoch
 		w.mu.Unlock()
 		close(w.promoted) // abandon any repair call: we are the master now
 		w.changed()
@@ -487,6 +512,12 @@ func (w *Worker) onMasterRecord(ctx context.Context, rec wire.MasterRecord) erro
 		}()
 	}
 	return nil
+}
+
+func (w *Worker) promotingEpochNow() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.promotingEpoch
 }
 
 func mustJSON(v any) []byte {

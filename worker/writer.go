@@ -301,7 +301,7 @@ func (w *Worker) groupCommit(ctx context.Context, epoch uint64, batch []*inbound
 			if !errors.Is(err, errPoison) {
 				return committed{}, nil, err
 			}
-			w.poisoned(in, err)
+			w.poisoned(ctx, in, err)
 		}
 		if in.done() && !in.requeued {
 			all.inbounds = append(all.inbounds, in)
@@ -314,19 +314,22 @@ func (w *Worker) groupCommit(ctx context.Context, epoch uint64, batch []*inbound
 // queue, or, on its last allowed delivery, the write is answered with an
 // error and in is dead-lettered (by the finisher, once every write of it
 // is answered and confirmed).
-func (w *Worker) poisoned(in *inbound, cause error) {
-	attempt := deliveryCount(in.d) + 1
+func (w *Worker) poisoned(ctx context.Context, in *inbound, cause error) {
+	attempt := attempts(in.d) + 1
 	wr := in.writes[in.next]
 	if attempt < w.opts.DeliveryLimit {
 		w.log.Warn("write failed; its delivery goes back to the queue", "write_id", wr.req.ID, "attempt", attempt, "limit", w.opts.DeliveryLimit, "err", cause)
-		_ = in.d.Nack(false, true)
+		if err := w.requeue.Requeue(ctx, in.d, attempt); err != nil {
+			w.log.Warn("requeueing with the attempt count failed; returning the delivery as it is", "err", err)
+			_ = in.d.Nack(false, true)
+		}
 		in.requeued = true
 		return
 	}
 	w.log.Error("write failed on its last allowed delivery; answering an error and dead-lettering it",
 		"write_id", wr.req.ID, "attempts", attempt, "dead_letter_queue", w.names.DeadQ, "err", cause)
 	wr.reply = &wire.Reply{Status: 500, Worker: w.opts.ID,
-		Error: fmt.Sprintf("write %q failed on %d deliveries and was dropped (kept in queue %s for inspection): %v",
+		Error: fmt.Sprintf("write %q failed on %d tries and was dropped (kept in queue %s for inspection): %v",
 			wr.req.ID, attempt, w.names.DeadQ, cause)}
 	in.next++
 	in.drop = true
@@ -358,6 +361,7 @@ func (w *Worker) runBatch(ctx context.Context, epoch uint64, batch []*inbound, l
 		return committed{}, nil, err
 	}
 	defer b.Rollback()
+	b.StatementTimeout = 2 * w.opts.WriteOpTimeout
 	start := time.Now()
 	marks := make([]int, len(batch)) // where each delivery stood, to undo a lost batch
 	for i, in := range batch {
@@ -485,7 +489,7 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, wr *wri
 	next := b.Next(wire.KindWrite, epoch)
 	e := &next
 	e.WriteID, e.Stmts, e.Reply = req.ID, stmts, reply
-	reply.Seq = e.Seq
+	reply.Seq, reply.Epoch = e.Seq, e.Epoch
 	if err := b.Append(ctx, *e); err != nil {
 		return nil, err
 	}
@@ -531,16 +535,28 @@ func (w *Worker) finisher(ctx context.Context, epoch uint64, done <-chan committ
 		// Now that the entries are on the sync stream: if this worker is
 		// still named, any new master's barrier comes after them, so it
 		// has them; if not, it may not, and the writes must be redone.
-		if err := w.fenceAfterConfirm(ctx, epoch); err != nil {
-			for _, c := range cs {
-				for _, in := range c.inbounds {
-					_ = in.d.Nack(false, true)
-				}
+		// While ZooKeeper only does not answer, the answers wait (a new
+		// session, or its expiry, decides: the ZooKeeper loop makes this
+		// worker exit when its session expired while it was master).
+		for {
+			err := w.fenceAfterConfirm(ctx, epoch)
+			if err == nil {
+				break
 			}
 			if errors.Is(err, ErrFenced) {
+				for _, c := range cs {
+					for _, in := range c.inbounds {
+						_ = in.d.Nack(false, true)
+					}
+				}
 				return err
 			}
-			return fmt.Errorf("fence check after commit: %w", err)
+			w.log.Warn("cannot confirm mastership after the commit; holding the answers", "err", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("fence check after commit: %w", err)
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 		for _, c := range cs {
 			for _, in := range c.inbounds {
@@ -555,8 +571,10 @@ func (w *Worker) finisher(ctx context.Context, epoch uint64, done <-chan committ
 // settle acks in (or, when a write of it was dropped, dead-letters it)
 // and answers it.
 // A failed ack means the channel is gone: the session ends, and the
-// delivery comes again, to be answered from _writes.
+// delivery comes again, to be answered from _writes. An acked delivery is
+// always answered, even if the pipeline is stopping meanwhile.
 func (w *Worker) settle(ctx context.Context, in *inbound, replies Replier) error {
+	ctx = context.WithoutCancel(ctx)
 	var err error
 	if in.drop {
 		err = in.d.Nack(false, false) // the queue dead-letters it

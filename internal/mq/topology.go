@@ -17,15 +17,22 @@ type Names struct {
 	RepairQ string // the master answers log-range and snapshot requests
 }
 
-// DeliveryLimit is how many times a write is delivered before it is
-// dropped (answered with an error and dead-lettered).
+// DeliveryLimit is how many times the master tries a write that fails
+// before it answers it with an error and dead-letters it (it counts its
+// own tries, see worker.HeaderAttempts).
 const DeliveryLimit = 5
+
+// BrokerDeliveryLimit is writeQ's own x-delivery-limit: the backstop for
+// a write that kills its master every time, so no try can be counted.
+// RabbitMQ 3.x counts every return of a delivery, failovers and session
+// restarts included, so it leaves room for those.
+const BrokerDeliveryLimit = 20
 
 func (n Names) writeQArgs() amqp.Table {
 	return amqp.Table{
 		amqp.QueueTypeArg:            amqp.QueueTypeQuorum,
 		amqp.SingleActiveConsumerArg: true,
-		"x-delivery-limit":           int64(DeliveryLimit),
+		"x-delivery-limit":           int64(BrokerDeliveryLimit),
 		"x-dead-letter-exchange":     "",
 		"x-dead-letter-routing-key":  n.DeadQ,
 	}

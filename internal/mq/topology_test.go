@@ -80,7 +80,7 @@ func TestWriteQDeadLettersAfterTheDeliveryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	deliveries := 0
-	for deliveries <= mq.DeliveryLimit {
+	for deliveries <= mq.BrokerDeliveryLimit {
 		select {
 		case d := <-ds:
 			deliveries++

@@ -39,6 +39,9 @@ type ReadRequest struct {
 	Op     string          `json:"op"`
 	Params json.RawMessage `json:"params,omitempty"`
 	MinSeq uint64          `json:"min_seq,omitempty"`
+	// Deadline (Unix milliseconds) is this read's own: reads batched in
+	// one message are served side by side, each until its deadline.
+	Deadline int64 `json:"deadline_ms,omitempty"`
 }
 
 // WriteBatch is several writes in one message: the orchestrator gathers
@@ -65,8 +68,14 @@ type ReplyBatch struct {
 // the orchestrator passes on: 200 for success, 400/404/409 for an
 // operation's refusal (Code set), 502 for a handler failure.
 type Reply struct {
-	Status  int             `json:"status"`
-	Seq     uint64          `json:"seq,omitempty"`
+	Status int    `json:"status"`
+	Seq    uint64 `json:"seq,omitempty"`
+	// Epoch is the epoch of a write's entry: the orchestrator's
+	// acknowledged watermark is (epoch, seq), compared as Raft compares
+	// logs, so a replica holding a deposed master's entries at a higher
+	// sequence number never looks more complete than one holding the
+	// acknowledged ones.
+	Epoch   uint64          `json:"epoch,omitempty"`
 	Result  json.RawMessage `json:"result,omitempty"`
 	Error   string          `json:"error,omitempty"`
 	Code    string          `json:"code,omitempty"`
@@ -120,10 +129,15 @@ type SyncBatch struct {
 // RepairRequest asks the master for log entries from From on (at most
 // Limit), or, with Snapshot set, for a consistent copy of its database.
 type RepairRequest struct {
-	From     uint64 `json:"from,omitempty"`
-	Limit    int    `json:"limit,omitempty"`
-	Snapshot bool   `json:"snapshot,omitempty"`
-	Worker   string `json:"worker,omitempty"`
+	From uint64 `json:"from,omitempty"`
+	// PrevEpoch is the epoch of the asker's entry From-1: the master
+	// answers Diverged when its own entry there has another epoch, or when
+	// it has no entry there at all (the asker holds entries the master
+	// never had): Raft's log-matching check, for repairs.
+	PrevEpoch uint64 `json:"prev_epoch,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+	Snapshot  bool   `json:"snapshot,omitempty"`
+	Worker    string `json:"worker,omitempty"`
 }
 
 // RepairReply answers a RepairRequest. When the master no longer holds the
@@ -132,6 +146,9 @@ type RepairReply struct {
 	Epoch     uint64  `json:"epoch"`
 	Entries   []Entry `json:"entries,omitempty"`
 	Truncated bool    `json:"truncated,omitempty"`
+	// Diverged: the asker's log does not match the master's at From-1;
+	// it must resync from a snapshot.
+	Diverged bool `json:"diverged,omitempty"`
 	// Snapshot is a whole SQLite database file (made with VACUUM INTO)
 	// holding everything up to and including SnapshotSeq.
 	Snapshot    []byte `json:"snapshot,omitempty"`

@@ -70,6 +70,12 @@ func main() {
 			{Name: "hostile.read_log", Kind: w, Run: queryOp(`SELECT count(*) FROM _log`)},
 			{Name: "hostile.multi", Kind: w, Run: execOp(`INSERT INTO hostile (v) VALUES ('multi'); COMMIT`)},
 			{Name: "hostile.random", Kind: w, Run: execOp(`INSERT INTO hostile (v) VALUES (random())`)},
+			{Name: "hostile.clock", Kind: w, Run: execOp(`INSERT INTO hostile (v) VALUES (datetime('now'))`)},
+			{Name: "hostile.current_timestamp", Kind: w, Run: execOp(`INSERT INTO hostile (v) VALUES (CURRENT_TIMESTAMP)`)},
+			{Name: "hostile.changes", Kind: w, Run: execOp(`INSERT INTO hostile (v) VALUES (total_changes())`)},
+			{Name: "hostile.temp_table", Kind: w, Run: execOp(`CREATE TEMP TABLE scratch (x)`)},
+			{Name: "hostile.runaway_read", Kind: w, Run: queryOp(`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c`)},
+			{Name: "hostile.runaway_write", Kind: w, Run: execOp(`INSERT INTO hostile (v) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT 'x' FROM c`)},
 			{Name: "hostile.failed_write_ignored", Kind: w, Run: func(ctx context.Context, _ json.RawMessage, db pluginapi.DB) (any, error) {
 				// ON CONFLICT FAIL keeps the rows before the failing one;
 				// the worker cannot know them, so the operation fails.
