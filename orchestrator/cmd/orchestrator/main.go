@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
+	"github.com/rideshare-dbaas/rideshare/internal/profiling"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 	"github.com/rideshare-dbaas/rideshare/orchestrator"
 )
@@ -24,6 +25,8 @@ func main() {
 		logLevel   string
 		workerLogs string
 		keep       bool
+		pprofAddr  string
+		workerProf string
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8000", "HTTP listen address")
 	flag.StringVar(&opts.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
@@ -43,6 +46,8 @@ func main() {
 	flag.IntVar(&opts.Scale.MaxSlaves, "max-slaves", 8, "most slaves")
 	flag.BoolVar(&keep, "keep-workers", false, "leave workers running when the orchestrator stops (a new one adopts them)")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&pprofAddr, "pprof", "", "serve Go profiles (/debug/pprof/) on this loopback address (off when empty)")
+	flag.StringVar(&workerProf, "worker-pprof", "", "the workers' --pprof address (127.0.0.1:0: each picks a port; off when empty)")
 	flag.Parse()
 
 	log, err := cmdutil.Logger("orchestrator", logLevel)
@@ -58,6 +63,9 @@ func main() {
 		"--zk-timeout", opts.ZKTimeout.String(),
 		"--queue-prefix", opts.QueuePrefix,
 		"--log-level", workerLogs,
+	}
+	if workerProf != "" {
+		workerArgs = append(workerArgs, "--pprof", workerProf)
 	}
 	switch runtime {
 	case "process":
@@ -77,6 +85,11 @@ func main() {
 	}
 	ctx, stop := cmdutil.SignalContext()
 	defer stop()
+	if pprofAddr != "" {
+		if _, err := profiling.Serve(ctx, pprofAddr, log.With("subsystem", "pprof")); err != nil {
+			cmdutil.Exit("orchestrator", err, 2)
+		}
+	}
 	err = o.Run(ctx)
 	if cerr := opts.Runtime.Close(!keep); cerr != nil {
 		log.Warn("closing the runtime", "err", cerr)

@@ -1,0 +1,503 @@
+// Package bench is the side-by-side benchmark of `make bench`: our DBaaS
+// (a stack like `make run`'s, 1 master + 1 slave) against one rqlite node,
+// in one run, with the same HTTP load tool, the same number of clients and
+// alternating rounds so that the machine's noise hits both sides. It also
+// measures writes with many slaves against one, the public API mix
+// through Traefik and direct (internal/loadgen), the CPU and RSS of every
+// process kind under load, the fsync latency of the disk, and takes CPU
+// profiles of the orchestrator and the workers. The report is one table
+// with ratios (ours ÷ rqlite) and the targets of issue 11, in Markdown
+// (docs/benchmarks.md) and JSON.
+//
+// Options → New → Run(ctx) → Report; cmd/bench is the command.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rideshare-dbaas/rideshare/internal/loadgen"
+)
+
+// Options configure a run. Zero values take the defaults of Defaults.
+type Options struct {
+	Repo    string // the repository: scripts/run.sh and bin/
+	WorkDir string // state of the stacks and of rqlite, profiles (default <Repo>/.bench)
+	Rqlited string // rqlite's binary (default <Repo>/bin/rqlited)
+	// Name prefixes the stacks' names (NAME-1, NAME-N): ZooKeeper roots
+	// and queue prefixes on the shared servers.
+	Name string
+	// PortBase: the 1-slave stack uses PortBase.., the N-slave stack
+	// PortBase+100.., rqlite PortBase+400 and +401.
+	PortBase int
+
+	Clients        []int         // client counts of the side-by-side table
+	CompareClients int           // client count of the slaves comparison (and the targets)
+	Duration       time.Duration // measured time of one load
+	Warmup         time.Duration // unmeasured time before it
+	Rounds         int           // alternating rounds; results are ranges over them
+	Slaves         int           // slave count compared with 1
+	MixClients     int           // public API mix: clients
+	MixDuration    time.Duration // public API mix: measured time of one run
+	Seeds          int           // users created before the reads (read targets)
+	Timeout        time.Duration // one request
+
+	// ProfileDir: when set, CPU profiles of the orchestrator, the master
+	// and a slave are taken under three loads (1-client writes, 16-client
+	// writes, 16-client reads; ProfileSeconds each) after the rounds.
+	ProfileDir     string
+	ProfileSeconds int
+
+	// Progress gets a line per load (nil: discarded).
+	Progress io.Writer
+}
+
+// Defaults are the options of `make bench`: a full run takes about 6 min.
+func Defaults() Options {
+	return Options{
+		Name:           "bench",
+		PortBase:       48000,
+		Clients:        []int{1, 16, 64},
+		CompareClients: 16,
+		Duration:       5 * time.Second,
+		Warmup:         time.Second,
+		Rounds:         2,
+		Slaves:         8,
+		MixClients:     16,
+		MixDuration:    10 * time.Second,
+		Seeds:          256,
+		Timeout:        10 * time.Second,
+		ProfileSeconds: 8,
+	}
+}
+
+// Smoke are the options of the harness's smoke in `make test`: every
+// phase, tiny loads (it checks the harness, never the speed).
+func Smoke() Options {
+	o := Defaults()
+	o.Name = "bench-smoke"
+	o.PortBase = 48500
+	o.Clients = []int{1, 4}
+	o.CompareClients = 4
+	o.Duration = 500 * time.Millisecond
+	o.Warmup = 200 * time.Millisecond
+	o.Rounds = 1
+	o.Slaves = 2
+	o.MixClients = 2
+	o.MixDuration = time.Second
+	o.Seeds = 16
+	o.ProfileSeconds = 1
+	return o
+}
+
+// Bench runs the benchmark; make one with New.
+type Bench struct {
+	opts     Options
+	progress io.Writer
+}
+
+// New checks the options.
+func New(opts Options) (*Bench, error) {
+	d := Defaults()
+	if opts.Repo == "" {
+		return nil, errors.New("bench: Repo is required")
+	}
+	if opts.WorkDir == "" {
+		opts.WorkDir = filepath.Join(opts.Repo, ".bench")
+	}
+	if opts.Rqlited == "" {
+		opts.Rqlited = filepath.Join(opts.Repo, "bin", "rqlited")
+	}
+	if opts.Name == "" {
+		opts.Name = d.Name
+	}
+	if opts.PortBase == 0 {
+		opts.PortBase = d.PortBase
+	}
+	if len(opts.Clients) == 0 {
+		opts.Clients = d.Clients
+	}
+	if opts.CompareClients == 0 {
+		opts.CompareClients = d.CompareClients
+	}
+	if opts.Duration == 0 {
+		opts.Duration = d.Duration
+	}
+	if opts.Rounds == 0 {
+		opts.Rounds = d.Rounds
+	}
+	if opts.Slaves == 0 {
+		opts.Slaves = d.Slaves
+	}
+	if opts.MixClients == 0 {
+		opts.MixClients = d.MixClients
+	}
+	if opts.MixDuration == 0 {
+		opts.MixDuration = d.MixDuration
+	}
+	if opts.Seeds == 0 {
+		opts.Seeds = d.Seeds
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = d.Timeout
+	}
+	if opts.ProfileSeconds == 0 {
+		opts.ProfileSeconds = d.ProfileSeconds
+	}
+	for _, c := range append([]int{opts.CompareClients, opts.MixClients}, opts.Clients...) {
+		if c < 1 || c > loadgen.MaxClients {
+			return nil, fmt.Errorf("bench: clients must be 1..%d, got %d", loadgen.MaxClients, c)
+		}
+	}
+	switch {
+	case opts.Duration < 0 || opts.Warmup < 0 || opts.MixDuration < 0:
+		return nil, errors.New("bench: durations must be positive")
+	case opts.Rounds < 1 || opts.Rounds > 20:
+		return nil, fmt.Errorf("bench: rounds must be 1..20, got %d", opts.Rounds)
+	case opts.Slaves < 2 || opts.Slaves > 16:
+		return nil, fmt.Errorf("bench: slaves must be 2..16, got %d", opts.Slaves)
+	case opts.PortBase < 1024 || opts.PortBase > 65000:
+		return nil, fmt.Errorf("bench: port base must be 1024..65000, got %d", opts.PortBase)
+	case opts.Seeds < 1:
+		return nil, fmt.Errorf("bench: seeds must be at least 1, got %d", opts.Seeds)
+	}
+	p := opts.Progress
+	if p == nil {
+		p = io.Discard
+	}
+	return &Bench{opts: opts, progress: p}, nil
+}
+
+func (b *Bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.progress, "bench: "+format+"\n", args...)
+}
+
+// env is what the phases share.
+type env struct {
+	one     *Stack // 1 master + 1 slave
+	rq      *RqliteNode
+	servers []Proc
+	self    Proc
+	ours    DBaaS
+	theirs  Rqlite
+	seeds   []string
+	runID   string
+}
+
+// Run runs every phase and returns the report. The stacks and rqlite are
+// stopped before it returns, whatever happened.
+func (b *Bench) Run(ctx context.Context) (*Report, error) {
+	o := b.opts
+	rep := &Report{Started: time.Now().UTC(), Options: o.summary()}
+	rep.Machine = DescribeMachine(ctx, o.Repo)
+	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	e := &env{runID: strconv.FormatInt(time.Now().UnixNano(), 36), self: Proc{os.Getpid(), KindLoadTool}}
+	client := NewHTTPClient(max(64, maxInt(o.Clients), o.CompareClients), o.Timeout)
+
+	// rqlite and the 1-slave stack start together.
+	b.logf("starting rqlite and stack %s-1 (1 master + 1 slave)...", o.Name)
+	var wg sync.WaitGroup
+	var errRq, errStack error
+	wg.Go(func() {
+		e.rq, errRq = StartRqlite(ctx, RqliteOptions{Binary: o.Rqlited, Dir: filepath.Join(o.WorkDir, "rqlite"), HTTPPort: o.PortBase + 400})
+	})
+	wg.Go(func() {
+		e.one, errStack = StartStack(ctx, StackOptions{Repo: o.Repo, Name: o.Name + "-1", Dir: filepath.Join(o.WorkDir, "stack-1"),
+			PortBase: o.PortBase, Slaves: 1, Pprof: o.ProfileDir != ""})
+	})
+	wg.Wait()
+	defer func() {
+		b.logf("stopping rqlite and stack %s-1", o.Name)
+		e.rq.Stop()
+		e.one.Stop()
+	}()
+	if err := errors.Join(errRq, errStack); err != nil {
+		return nil, err
+	}
+	e.ours = DBaaS{URL: e.one.OrchURL, Client: client}
+	e.theirs = Rqlite{URL: e.rq.URL, Client: client}
+	e.servers = ServerProcs()
+
+	if d, err := ProbeDisk(e.one.Dir(), 200); err != nil {
+		return nil, err
+	} else {
+		rep.Disk = d
+		b.logf("disk: write+fdatasync of 4 KiB p50 %.2f ms, p99 %.2f ms", d.Fdatasync.P50, d.Fdatasync.P99)
+	}
+	if err := b.seed(ctx, e); err != nil {
+		return nil, err
+	}
+	var err error
+	if rep.Rows, err = b.grid(ctx, e); err != nil {
+		return nil, err
+	}
+	if rep.Slaves, err = b.slaves(ctx, e, client); err != nil {
+		return nil, err
+	}
+	if o.ProfileDir != "" {
+		if rep.Profiles, err = b.profiles(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	// Last: each mix run empties the tables (the seeded users too).
+	if rep.Mix, err = b.mix(ctx, e); err != nil {
+		return nil, err
+	}
+	rep.Finished = time.Now().UTC()
+	rep.Targets = Targets(rep, o.CompareClients)
+	return rep, nil
+}
+
+func maxInt(xs []int) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+// seed creates the users the reads look up, on both sides, 16 at a time.
+func (b *Bench) seed(ctx context.Context, e *env) error {
+	o := b.opts
+	if err := e.theirs.Schema(ctx); err != nil {
+		return fmt.Errorf("rqlite schema: %w", err)
+	}
+	e.seeds = make([]string, o.Seeds)
+	for i := range e.seeds {
+		e.seeds[i] = fmt.Sprintf("seed-%s-%d", e.runID, i)
+	}
+	b.logf("seeding %d users on each side...", o.Seeds)
+	sem := make(chan struct{}, 16)
+	errs := make([]error, len(e.seeds))
+	var wg sync.WaitGroup
+	for i, name := range e.seeds {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = errors.Join(e.ours.AddUser(ctx, name), e.theirs.AddUser(ctx, name))
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("seeding: %w", err)
+	}
+	return nil
+}
+
+// A side of a comparison: a name, the operation and the processes whose
+// CPU counts.
+type side struct {
+	label string
+	op    Op
+	procs []Proc
+}
+
+// measure runs one load and samples the processes over its measured phase.
+func (b *Bench) measure(ctx context.Context, what string, clients int, s side) (Measure, error) {
+	o := b.opts
+	smp := NewSampler(s.procs, 250*time.Millisecond)
+	spec := Spec{Clients: clients, Warmup: o.Warmup, Duration: o.Duration, OnMeasure: func(begin bool) {
+		if begin {
+			smp.Begin()
+		} else {
+			smp.End()
+		}
+	}}
+	res, err := Run(ctx, spec, s.op)
+	if err != nil {
+		return Measure{}, err
+	}
+	smp.End() // in case the window's end fired before the last call returned
+	u, err := smp.Usage()
+	if err != nil {
+		return Measure{}, err
+	}
+	m := Measure{Result: res, Usage: u}
+	b.logf("%-44s %4d clients: %8.1f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d%s",
+		what+" "+s.label, clients, res.Throughput, res.Latency.P50, res.Latency.P99, res.Errors, firstErr(res))
+	return m, nil
+}
+
+func firstErr(r Result) string {
+	if r.FirstError == "" {
+		return ""
+	}
+	return " (first: " + r.FirstError + ")"
+}
+
+// dbaasProcs are the processes a DBaaS load reaches: the orchestrator,
+// the workers and their plugins, RabbitMQ, ZooKeeper, and the load tool
+// (the services and Traefik idle then).
+func (e *env) dbaasProcs(ctx context.Context, s *Stack) ([]Proc, error) {
+	all, err := s.Procs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Proc
+	for _, p := range all {
+		switch p.Kind {
+		case KindUsers, KindRides, KindTraefik:
+		default:
+			out = append(out, p)
+		}
+	}
+	return append(append(out, e.servers...), e.self), nil
+}
+
+// unique makes a username no other call of the run uses.
+func (e *env) unique(tag string, client int, seq int64) string {
+	return tag + "-" + e.runID + "-" + strconv.Itoa(client) + "-" + strconv.FormatInt(seq, 10)
+}
+
+// pick is a seeded user, drawn per client and call.
+func (e *env) pick(client int, seq int64) string {
+	r := rand.New(rand.NewPCG(uint64(client), uint64(seq)))
+	return e.seeds[r.IntN(len(e.seeds))]
+}
+
+// grid is the side-by-side table: every client count, writes then reads,
+// each load on every side, the order of the sides reversed every round.
+func (b *Bench) grid(ctx context.Context, e *env) ([]Row, error) {
+	o := b.opts
+	ourProcs, err := e.dbaasProcs(ctx, e.one)
+	if err != nil {
+		return nil, err
+	}
+	rqProcs := append([]Proc{{e.rq.PID(), KindRqlite}}, e.self)
+
+	type load struct {
+		row   *Row
+		sides []side
+	}
+	var rows []*Row
+	var loads []load
+	for _, c := range o.Clients {
+		tag := "w" + strconv.Itoa(c)
+		r := &Row{Load: LoadWrite, Clients: c, Ours: "db/write users.add", Theirs: "/db/execute INSERT"}
+		rows = append(rows, r)
+		loads = append(loads, load{r, []side{
+			{"ours", func(ctx context.Context, cl int, seq int64) error {
+				return e.ours.AddUser(ctx, e.unique(tag+"o", cl, seq))
+			}, ourProcs},
+			{"rqlite", func(ctx context.Context, cl int, seq int64) error {
+				return e.theirs.AddUser(ctx, e.unique(tag+"r", cl, seq))
+			}, rqProcs},
+		}})
+	}
+	for _, c := range o.Clients {
+		weak := &Row{Load: LoadRead, Clients: c, Ours: "db/read users.exists (strong)", Theirs: "/db/query SELECT, level=weak"}
+		lin := &Row{Load: LoadRead, Clients: c, Ours: weak.Ours, Theirs: "/db/query SELECT, level=linearizable"}
+		rows = append(rows, weak, lin)
+		loads = append(loads, load{weak, []side{
+			{"ours", func(ctx context.Context, cl int, seq int64) error {
+				return e.ours.UserExists(ctx, e.pick(cl, seq))
+			}, ourProcs},
+			{"rqlite weak", func(ctx context.Context, cl int, seq int64) error {
+				return e.theirs.UserExists(ctx, LevelWeak, e.pick(cl, seq))
+			}, rqProcs},
+			{"rqlite linearizable", func(ctx context.Context, cl int, seq int64) error {
+				return e.theirs.UserExists(ctx, LevelLinearizable, e.pick(cl, seq))
+			}, rqProcs},
+		}})
+	}
+	for round := range o.Rounds {
+		for _, l := range loads {
+			order := []int{0, 1, 2}[:len(l.sides)]
+			if round%2 == 1 {
+				for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
+					order[i], order[j] = order[j], order[i]
+				}
+			}
+			ms := make([]Measure, len(l.sides))
+			for _, i := range order {
+				m, err := b.measure(ctx, fmt.Sprintf("round %d/%d: %s", round+1, o.Rounds, l.row.Load), l.row.Clients, l.sides[i])
+				if err != nil {
+					return nil, err
+				}
+				ms[i] = m
+			}
+			// The read load has one "ours" for two rows.
+			l.row.OursRuns = append(l.row.OursRuns, ms[0])
+			l.row.TheirsRuns = append(l.row.TheirsRuns, ms[1])
+			if len(ms) == 3 {
+				lin := rows[indexOf(rows, l.row)+1]
+				lin.OursRuns = append(lin.OursRuns, ms[0])
+				lin.TheirsRuns = append(lin.TheirsRuns, ms[2])
+			}
+		}
+	}
+	out := make([]Row, len(rows))
+	for i, r := range rows {
+		out[i] = *r
+	}
+	return out, nil
+}
+
+func indexOf(rows []*Row, r *Row) int {
+	for i, x := range rows {
+		if x == r {
+			return i
+		}
+	}
+	panic("bench: row not found")
+}
+
+// slaves compares writes on the 1-slave stack with writes on a stack
+// pinned to Slaves slaves, started for this phase only.
+func (b *Bench) slaves(ctx context.Context, e *env, client *http.Client) (SlavesRow, error) {
+	o := b.opts
+	b.logf("starting stack %s-%d (1 master + %d slaves)...", o.Name, o.Slaves, o.Slaves)
+	many, err := StartStack(ctx, StackOptions{Repo: o.Repo, Name: fmt.Sprintf("%s-%d", o.Name, o.Slaves),
+		Dir: filepath.Join(o.WorkDir, fmt.Sprintf("stack-%d", o.Slaves)), PortBase: o.PortBase + 100, Slaves: o.Slaves})
+	if err != nil {
+		return SlavesRow{}, err
+	}
+	defer func() {
+		b.logf("stopping stack %s-%d", o.Name, o.Slaves)
+		many.Stop()
+	}()
+	oneProcs, err := e.dbaasProcs(ctx, e.one)
+	if err != nil {
+		return SlavesRow{}, err
+	}
+	manyProcs, err := e.dbaasProcs(ctx, many)
+	if err != nil {
+		return SlavesRow{}, err
+	}
+	manyDB := DBaaS{URL: many.OrchURL, Client: client}
+	sides := []side{
+		{"1 slave", func(ctx context.Context, cl int, seq int64) error {
+			return e.ours.AddUser(ctx, e.unique("s1", cl, seq))
+		}, oneProcs},
+		{strconv.Itoa(o.Slaves) + " slaves", func(ctx context.Context, cl int, seq int64) error {
+			return manyDB.AddUser(ctx, e.unique("sn", cl, seq))
+		}, manyProcs},
+	}
+	row := SlavesRow{Clients: o.CompareClients, Slaves: o.Slaves}
+	for round := range o.Rounds {
+		order := []int{0, 1}
+		if round%2 == 1 {
+			order = []int{1, 0}
+		}
+		ms := make([]Measure, 2)
+		for _, i := range order {
+			if ms[i], err = b.measure(ctx, fmt.Sprintf("round %d/%d: write", round+1, o.Rounds), o.CompareClients, sides[i]); err != nil {
+				return SlavesRow{}, err
+			}
+		}
+		row.OneRuns = append(row.OneRuns, ms[0])
+		row.ManyRuns = append(row.ManyRuns, ms[1])
+	}
+	return row, nil
+}

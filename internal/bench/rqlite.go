@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// RqliteOptions describe the one rqlite node of the bench.
+type RqliteOptions struct {
+	Binary   string // bin/rqlited (scripts/rqlite.sh builds it)
+	Dir      string // data and log; emptied first
+	HTTPPort int    // its HTTP API on 127.0.0.1; the Raft port is HTTPPort+1
+}
+
+// RqliteNode is a running rqlited.
+type RqliteNode struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	URL  string
+}
+
+// PID is the node's process id.
+func (n *RqliteNode) PID() int { return n.cmd.Process.Pid }
+
+// StartRqlite starts one rqlite node on loopback with its default
+// durability (see docs/benchmarks.md: the Raft log in BoltDB, fsynced on
+// every append; SQLite in WAL mode with synchronous=OFF) and waits until
+// /readyz answers 200.
+func StartRqlite(ctx context.Context, opts RqliteOptions) (*RqliteNode, error) {
+	if err := os.RemoveAll(opts.Dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(opts.Dir, "rqlited.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(opts.Binary,
+		"-node-id", "bench",
+		"-http-addr", "127.0.0.1:"+strconv.Itoa(opts.HTTPPort),
+		"-raft-addr", "127.0.0.1:"+strconv.Itoa(opts.HTTPPort+1),
+		filepath.Join(opts.Dir, "data"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("rqlited: %w", err)
+	}
+	n := &RqliteNode{cmd: cmd, done: make(chan struct{}), URL: fmt.Sprintf("http://127.0.0.1:%d", opts.HTTPPort)}
+	go func() {
+		n.err = cmd.Wait()
+		logf.Close()
+		close(n.done)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	c := &http.Client{Timeout: 5 * time.Second}
+	for {
+		select {
+		case <-n.done:
+			return nil, fmt.Errorf("rqlited exited while starting: %v (log: %s)", n.err, logf.Name())
+		case <-ctx.Done():
+			n.Stop()
+			return nil, fmt.Errorf("rqlited not ready: %w (log: %s)", ctx.Err(), logf.Name())
+		case <-time.After(200 * time.Millisecond):
+		}
+		if status(c, n.URL+"/readyz") == http.StatusOK {
+			return n, nil
+		}
+	}
+}
+
+// Stop stops the node (SIGTERM, SIGKILL after 30 s) and waits for it.
+func (n *RqliteNode) Stop() {
+	if n == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(30 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+}
