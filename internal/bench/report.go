@@ -325,9 +325,15 @@ func num(x float64, digits int) string {
 	return b.String()
 }
 
-func tput(ms []Measure) span { return spanOf(pick(ms, func(m Measure) float64 { return m.Throughput })) }
-func p50(ms []Measure) span  { return spanOf(pick(ms, func(m Measure) float64 { return m.Latency.P50 })) }
-func p99(ms []Measure) span  { return spanOf(pick(ms, func(m Measure) float64 { return m.Latency.P99 })) }
+func tput(ms []Measure) span {
+	return spanOf(pick(ms, func(m Measure) float64 { return m.Throughput }))
+}
+func p50(ms []Measure) span {
+	return spanOf(pick(ms, func(m Measure) float64 { return m.Latency.P50 }))
+}
+func p99(ms []Measure) span {
+	return spanOf(pick(ms, func(m Measure) float64 { return m.Latency.P99 }))
+}
 
 func pick[T any](xs []T, f func(T) float64) []float64 {
 	out := make([]float64, len(xs))
