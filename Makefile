@@ -63,8 +63,12 @@ bench: servers build traefik rqlite ## our DBaaS vs rqlite in one run (~7 min); 
 	@mkdir -p .bench
 	bin/bench -docs docs/benchmarks.md -json .bench/report.json -profile-dir .bench/profiles $(BENCH_ARGS)
 
-bench-smoke: servers build traefik rqlite ## make bench's harness end to end with tiny loads (checks it works, not speed)
-	bin/bench -smoke
+# The smoke's ports and names (BENCH_SMOKE_PORT_BASE.. +401, stacks
+# BENCH_SMOKE_NAME-1 and -2), so that two checkouts can run make test at once.
+BENCH_SMOKE_PORT_BASE ?= 48500
+BENCH_SMOKE_NAME ?= bench-smoke
+bench-smoke: servers build traefik rqlite ## make bench's harness end to end with tiny loads, ~30 s (checks it works, not speed)
+	bin/bench -smoke -port-base $(BENCH_SMOKE_PORT_BASE) -name $(BENCH_SMOKE_NAME)
 
 test: servers build traefik unit acceptance bench-smoke ## everything CI runs
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rideshare-dbaas/rideshare/internal/bench"
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
+	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 )
 
 func main() { os.Exit(run()) }
@@ -73,6 +74,7 @@ func run() int {
 	fs.IntVar(&opts.MixClients, "mix-clients", opts.MixClients, "public API mix: clients")
 	fs.DurationVar(&opts.MixDuration, "mix-duration", opts.MixDuration, "public API mix: measured time of one run")
 	fs.IntVar(&opts.Seeds, "seeds", opts.Seeds, "users created on each side before the reads")
+	fs.IntVar(&opts.Probes, "probes", opts.Probes, "times each fixed step (disk sync, ZooKeeper sync+get, RabbitMQ confirm) is timed")
 	fs.DurationVar(&opts.Timeout, "timeout", opts.Timeout, "timeout of one request")
 	fs.StringVar(&opts.ProfileDir, "profile-dir", "", "take CPU profiles (orchestrator, master, slave) under 3 loads into this directory (off when empty)")
 	fs.IntVar(&opts.ProfileSeconds, "profile-seconds", opts.ProfileSeconds, "length of each CPU profile")
@@ -88,6 +90,13 @@ func run() int {
 	}
 	opts.Clients = clients
 	opts.Progress = os.Stderr
+	// The servers the stacks use (scripts/stack.sh reads the same variables).
+	if u := os.Getenv("AMQP_URL"); u != "" {
+		opts.AMQPURL = u
+	}
+	if z := os.Getenv("ZK_SERVERS"); z != "" {
+		opts.ZKServers = zkutil.SplitServers(z)
+	}
 	if smoke && opts.WorkDir == "" {
 		dir, err := os.MkdirTemp("", "rideshare-bench-smoke-")
 		if err != nil {

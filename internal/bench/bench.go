@@ -18,11 +18,14 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/loadgen"
@@ -35,7 +38,9 @@ type Options struct {
 	Rqlited string // rqlite's binary (default <Repo>/bin/rqlited)
 	// Name prefixes the stacks' names (NAME-1, NAME-N): ZooKeeper roots
 	// and queue prefixes on the shared servers.
-	Name string
+	Name      string
+	AMQPURL   string   // RabbitMQ the stacks use (default amqp://127.0.0.1:5672/)
+	ZKServers []string // ZooKeeper the stacks use (default 127.0.0.1:2181)
 	// PortBase: the 1-slave stack uses PortBase.., the N-slave stack
 	// PortBase+100.., rqlite PortBase+400 and +401.
 	PortBase int
@@ -49,6 +54,7 @@ type Options struct {
 	MixClients     int           // public API mix: clients
 	MixDuration    time.Duration // public API mix: measured time of one run
 	Seeds          int           // users created before the reads (read targets)
+	Probes         int           // round trips timed per step (disk, ZooKeeper, RabbitMQ)
 	Timeout        time.Duration // one request
 
 	// ProfileDir: when set, CPU profiles of the orchestrator, the master
@@ -75,6 +81,7 @@ func Defaults() Options {
 		MixClients:     16,
 		MixDuration:    10 * time.Second,
 		Seeds:          256,
+		Probes:         200,
 		Timeout:        10 * time.Second,
 		ProfileSeconds: 8,
 	}
@@ -95,6 +102,7 @@ func Smoke() Options {
 	o.MixClients = 2
 	o.MixDuration = time.Second
 	o.Seeds = 16
+	o.Probes = 20
 	o.ProfileSeconds = 1
 	return o
 }
@@ -147,6 +155,15 @@ func New(opts Options) (*Bench, error) {
 	if opts.Seeds == 0 {
 		opts.Seeds = d.Seeds
 	}
+	if opts.Probes == 0 {
+		opts.Probes = d.Probes
+	}
+	if opts.AMQPURL == "" {
+		opts.AMQPURL = "amqp://127.0.0.1:5672/"
+	}
+	if len(opts.ZKServers) == 0 {
+		opts.ZKServers = []string{"127.0.0.1:2181"}
+	}
 	if opts.Timeout == 0 {
 		opts.Timeout = d.Timeout
 	}
@@ -191,6 +208,9 @@ type env struct {
 	theirs  Rqlite
 	seeds   []string
 	runID   string
+	// load numbers every load of the run, so that names made by unique
+	// differ between loads (and rounds) that share a tag.
+	load atomic.Int64
 }
 
 // Run runs every phase and returns the report. The stacks and rqlite are
@@ -227,18 +247,20 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	}
 	e.ours = DBaaS{URL: e.one.OrchURL, Client: client}
 	e.theirs = Rqlite{URL: e.rq.URL, Client: client}
-	e.servers = ServerProcs()
+	e.servers = ServerProcs(portOf(o.AMQPURL, "5672"), portOf(o.ZKServers[0], "2181"))
 
-	if d, err := ProbeDisk(e.one.Dir(), 200); err != nil {
+	var err error
+	if rep.Disk, err = ProbeDisk(e.one.Dir(), o.Probes); err != nil {
 		return nil, err
-	} else {
-		rep.Disk = d
-		b.logf("disk: write+fdatasync of 4 KiB p50 %.2f ms, p99 %.2f ms", d.Fdatasync.P50, d.Fdatasync.P99)
 	}
+	if rep.RoundTrips, err = ProbeRoundTrips(ctx, o.AMQPURL, o.ZKServers, o.Name, o.Probes); err != nil {
+		return nil, err
+	}
+	b.logf("one at a time: 4 KiB write+fdatasync p50 %.2f ms; ZooKeeper sync+get p50 %.2f ms; RabbitMQ publish+confirm p50 %.2f ms (quorum), %.2f ms (transient)",
+		rep.Disk.Fdatasync.P50, rep.RoundTrips.ZKSyncGet.P50, rep.RoundTrips.QuorumConfirm.P50, rep.RoundTrips.TransientConfirm.P50)
 	if err := b.seed(ctx, e); err != nil {
 		return nil, err
 	}
-	var err error
 	if rep.Rows, err = b.grid(ctx, e); err != nil {
 		return nil, err
 	}
@@ -257,6 +279,17 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	rep.Finished = time.Now().UTC()
 	rep.Targets = Targets(rep, o.CompareClients)
 	return rep, nil
+}
+
+// portOf is the port of a URL or host:port (def when it names none).
+func portOf(addr, def string) string {
+	if u, err := url.Parse(addr); err == nil && u.Port() != "" {
+		return u.Port()
+	}
+	if _, p, err := net.SplitHostPort(addr); err == nil && p != "" {
+		return p
+	}
+	return def
 }
 
 func maxInt(xs []int) int {
@@ -304,7 +337,7 @@ type side struct {
 }
 
 // measure runs one load and samples the processes over its measured phase.
-func (b *Bench) measure(ctx context.Context, what string, clients int, s side) (Measure, error) {
+func (b *Bench) measure(ctx context.Context, e *env, what string, clients int, s side) (Measure, error) {
 	o := b.opts
 	smp := NewSampler(s.procs, 250*time.Millisecond)
 	spec := Spec{Clients: clients, Warmup: o.Warmup, Duration: o.Duration, OnMeasure: func(begin bool) {
@@ -314,7 +347,7 @@ func (b *Bench) measure(ctx context.Context, what string, clients int, s side) (
 			smp.End()
 		}
 	}}
-	res, err := Run(ctx, spec, s.op)
+	res, err := e.run(ctx, spec, s.op)
 	if err != nil {
 		return Measure{}, err
 	}
@@ -357,7 +390,13 @@ func (e *env) dbaasProcs(ctx context.Context, s *Stack) ([]Proc, error) {
 
 // unique makes a username no other call of the run uses.
 func (e *env) unique(tag string, client int, seq int64) string {
-	return tag + "-" + e.runID + "-" + strconv.Itoa(client) + "-" + strconv.FormatInt(seq, 10)
+	return tag + "-" + e.runID + "-" + strconv.FormatInt(e.load.Load(), 10) + "-" + strconv.Itoa(client) + "-" + strconv.FormatInt(seq, 10)
+}
+
+// run is Run for one load of the bench: a new load number first.
+func (e *env) run(ctx context.Context, spec Spec, op Op) (Result, error) {
+	e.load.Add(1)
+	return Run(ctx, spec, op)
 }
 
 // pick is a seeded user, drawn per client and call.
@@ -421,7 +460,7 @@ func (b *Bench) grid(ctx context.Context, e *env) ([]Row, error) {
 			}
 			ms := make([]Measure, len(l.sides))
 			for _, i := range order {
-				m, err := b.measure(ctx, fmt.Sprintf("round %d/%d: %s", round+1, o.Rounds, l.row.Load), l.row.Clients, l.sides[i])
+				m, err := b.measure(ctx, e, fmt.Sprintf("round %d/%d: %s", round+1, o.Rounds, l.row.Load), l.row.Clients, l.sides[i])
 				if err != nil {
 					return nil, err
 				}
@@ -492,7 +531,7 @@ func (b *Bench) slaves(ctx context.Context, e *env, client *http.Client) (Slaves
 		}
 		ms := make([]Measure, 2)
 		for _, i := range order {
-			if ms[i], err = b.measure(ctx, fmt.Sprintf("round %d/%d: write", round+1, o.Rounds), o.CompareClients, sides[i]); err != nil {
+			if ms[i], err = b.measure(ctx, e, fmt.Sprintf("round %d/%d: write", round+1, o.Rounds), o.CompareClients, sides[i]); err != nil {
 				return SlavesRow{}, err
 			}
 		}

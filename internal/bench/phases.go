@@ -102,7 +102,8 @@ func (b *Bench) profiles(ctx context.Context, e *env) ([]ProfileReading, error) 
 	}
 	var out []ProfileReading
 	for _, l := range loads {
-		pr := ProfileReading{Load: l.load, Clients: l.clients, Files: map[string]string{}, Top: map[string]PprofTopTable{}}
+		pr := ProfileReading{Load: l.load, Clients: l.clients, Files: map[string]string{}, Top: map[string]PprofTopTable{},
+			Breakdown: map[string]Breakdown{}}
 		smp := NewSampler(procs, 250*time.Millisecond)
 		var wg sync.WaitGroup
 		errs := make([]error, len(targets))
@@ -119,7 +120,7 @@ func (b *Bench) profiles(ctx context.Context, e *env) ([]ProfileReading, error) 
 					wg.Go(func() { errs[i] = CPUProfile(ctx, t.addr, o.ProfileSeconds, path) })
 				}
 			}}
-		res, err := Run(ctx, spec, l.op)
+		res, err := e.run(ctx, spec, l.op)
 		wg.Wait()
 		if err != nil {
 			return nil, err
@@ -138,6 +139,9 @@ func (b *Bench) profiles(ctx context.Context, e *env) ([]ProfileReading, error) 
 				return nil, err
 			}
 			pr.Top[t.name] = ParsePprofTop(top)
+			if pr.Breakdown[t.name], err = ProfileBreakdown(ctx, pr.Files[t.name]); err != nil {
+				return nil, err
+			}
 			if err := os.WriteFile(strings.TrimSuffix(pr.Files[t.name], ".pprof")+".top.txt", []byte(top), 0o644); err != nil {
 				return nil, err
 			}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -146,15 +147,25 @@ func cmdline(pid int) string {
 	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
 }
 
-// ServerProcs finds the shared servers: RabbitMQ (the Erlang VM, beam.smp)
-// and ZooKeeper (the JVM running QuorumPeerMain).
-func ServerProcs() []Proc {
+// ServerProcs finds the shared servers: RabbitMQ (the Erlang VM, beam.smp,
+// listening on amqpPort: rabbitmqctl runs a beam.smp too) and ZooKeeper
+// (the JVM running QuorumPeerMain, listening on zkPort).
+func ServerProcs(amqpPort, zkPort string) []Proc {
+	listensOn := func(pid int, port string) bool {
+		addrs, _ := ListenAddrs(pid)
+		for _, a := range addrs {
+			if strings.HasSuffix(a, ":"+port) {
+				return true
+			}
+		}
+		return false
+	}
 	var out []Proc
 	for _, p := range listProcs() {
 		switch {
-		case p.comm == "beam.smp":
+		case p.comm == "beam.smp" && listensOn(p.pid, amqpPort):
 			out = append(out, Proc{p.pid, KindRabbitMQ})
-		case p.comm == "java" && strings.Contains(cmdline(p.pid), "QuorumPeerMain"):
+		case p.comm == "java" && strings.Contains(cmdline(p.pid), "QuorumPeerMain") && listensOn(p.pid, zkPort):
 			out = append(out, Proc{p.pid, KindZooKeeper})
 		}
 	}
@@ -337,9 +348,10 @@ func (s *Sampler) Usage() (Usage, error) {
 	return s.result, s.resultErr
 }
 
-// ListenAddrs is the TCP addresses pid listens on, from /proc/net/tcp and
-// the process's open sockets (a worker's only TCP listener is its pprof
-// server; the plugins talk over Unix sockets).
+// ListenAddrs is the TCP addresses pid listens on (IPv4 and IPv6, a
+// v4-mapped IPv6 address printed as IPv4), from /proc/PID/net/tcp{,6} and
+// the process's open sockets. A worker's only TCP listener is its pprof
+// server: the plugins talk over Unix sockets.
 func ListenAddrs(pid int) ([]string, error) {
 	inodes := map[string]bool{}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -355,39 +367,47 @@ func ListenAddrs(pid int) ([]string, error) {
 			inodes[strings.TrimSuffix(in, "]")] = true
 		}
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
-	if err != nil {
-		return nil, err
-	}
 	var out []string
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		f := strings.Fields(line)
-		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-		if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] { // 0A: LISTEN
-			continue
+	for _, table := range []string{"tcp", "tcp6"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			continue // no IPv6 on this kernel
 		}
-		if a, err := parseHexAddr(f[1]); err == nil {
-			out = append(out, a)
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] { // 0A: LISTEN
+				continue
+			}
+			if a, err := parseHexAddr(f[1]); err == nil {
+				out = append(out, a)
+			}
 		}
 	}
 	slices.Sort(out)
 	return out, nil
 }
 
-// parseHexAddr turns /proc/net/tcp's "0100007F:1F90" into "127.0.0.1:8080".
+// parseHexAddr turns /proc/net/tcp's "0100007F:1F90" into "127.0.0.1:8080"
+// (and tcp6's 32 hex digits into an IPv6 address, or IPv4 when mapped).
+// The kernel prints each 32-bit word in host order: little-endian on the
+// machines the project runs on (amd64, arm64).
 func parseHexAddr(s string) (string, error) {
 	ipHex, portHex, ok := strings.Cut(s, ":")
-	if !ok || len(ipHex) != 8 {
-		return "", fmt.Errorf("not an IPv4 address: %q", s)
+	if !ok || (len(ipHex) != 8 && len(ipHex) != 32) {
+		return "", fmt.Errorf("not an address: %q", s)
 	}
-	ip, err := strconv.ParseUint(ipHex, 16, 32)
-	if err != nil {
-		return "", err
+	ip := make(net.IP, 0, 16)
+	for i := 0; i < len(ipHex); i += 8 {
+		w, err := strconv.ParseUint(ipHex[i:i+8], 16, 32)
+		if err != nil {
+			return "", err
+		}
+		ip = append(ip, byte(w), byte(w>>8), byte(w>>16), byte(w>>24))
 	}
 	port, err := strconv.ParseUint(portHex, 16, 16)
 	if err != nil {
 		return "", err
 	}
-	// Little-endian on the machines the project runs on (amd64, arm64).
-	return fmt.Sprintf("%d.%d.%d.%d:%d", ip&0xff, ip>>8&0xff, ip>>16&0xff, ip>>24, port), nil
+	return net.JoinHostPort(ip.String(), strconv.FormatUint(port, 10)), nil
 }

@@ -112,6 +112,8 @@ type ProfileReading struct {
 	Usage   Usage                    `json:"usage"`
 	Files   map[string]string        `json:"files"` // orchestrator, master, slave → .pprof
 	Top     map[string]PprofTopTable `json:"top"`
+	// Breakdown is each profile's CPU time by category (Categories).
+	Breakdown map[string]Breakdown `json:"breakdown"`
 }
 
 // Machine says where and on what the run happened.
@@ -195,16 +197,17 @@ func (o Options) summary() OptionsSummary {
 
 // Report is the outcome of a run.
 type Report struct {
-	Started  time.Time        `json:"started"`
-	Finished time.Time        `json:"finished"`
-	Machine  Machine          `json:"machine"`
-	Options  OptionsSummary   `json:"options"`
-	Disk     DiskSync         `json:"disk"`
-	Rows     []Row            `json:"rows"`
-	Slaves   SlavesRow        `json:"slaves"`
-	Mix      MixRow           `json:"mix"`
-	Profiles []ProfileReading `json:"profiles,omitempty"`
-	Targets  []Target         `json:"targets"`
+	Started    time.Time        `json:"started"`
+	Finished   time.Time        `json:"finished"`
+	Machine    Machine          `json:"machine"`
+	Options    OptionsSummary   `json:"options"`
+	Disk       DiskSync         `json:"disk"`
+	RoundTrips RoundTrips       `json:"round_trips"`
+	Rows       []Row            `json:"rows"`
+	Slaves     SlavesRow        `json:"slaves"`
+	Mix        MixRow           `json:"mix"`
+	Profiles   []ProfileReading `json:"profiles,omitempty"`
+	Targets    []Target         `json:"targets"`
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -461,8 +464,7 @@ func (r *Report) Markdown(w io.Writer) error {
 		orDash(m.MemTotal), orDash(m.Kernel), m.Go, orDash(m.RabbitMQ), orDash(m.ZK), orDash(m.LoadAvg))
 	fmt.Fprintf(&b, "Each load: exactly N client goroutines on keep-alive connections, %gs warm-up, %gs measured; %d rounds, the sides' order reversed every round; ranges are min–max over the rounds, ratios are ours ÷ rqlite taken round by round.",
 		o.Warmup, o.Duration, o.Rounds)
-	fmt.Fprintf(&b, " Disk: a 4 KiB write + fdatasync takes %s ms p50 / %s ms p99 (+ fsync: %s / %s ms).\n\n",
-		num(r.Disk.Fdatasync.P50, 2), num(r.Disk.Fdatasync.P99, 2), num(r.Disk.Fsync.P50, 2), num(r.Disk.Fsync.P99, 2))
+	b.WriteString("\n\n")
 
 	b.WriteString("| load | clients | ours req/s | ours p50 ms | ours p99 ms | rqlite | rqlite req/s | rqlite p50 ms | rqlite p99 ms | ours ÷ rqlite (req/s) |\n")
 	b.WriteString("|---|--:|--:|--:|--:|---|--:|--:|--:|--:|\n")
@@ -516,6 +518,7 @@ func (r *Report) Markdown(w io.Writer) error {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.Goal, t.Measured, t.Verdict)
 	}
 
+	r.writeRoundTrips(&b)
 	r.writeCPU(&b)
 	r.writeRSS(&b)
 	r.writeProfiles(&b)
@@ -567,6 +570,26 @@ func cpuKinds(ms []Measure) []string {
 		}
 	}
 	return out
+}
+
+// writeRoundTrips: the fixed steps of a write batch, each timed alone.
+func (r *Report) writeRoundTrips(b *bytes.Buffer) {
+	rt := r.RoundTrips
+	fmt.Fprintf(b, "\n**Fixed steps, each timed alone** (%d times, one at a time, on the shared servers, during the run): the floor under a write batch's latency, whatever the CPU does.\n\n", rt.N)
+	b.WriteString("| step | p50 ms | p99 ms | in our write path today |\n|---|--:|--:|---|\n")
+	for _, s := range []struct {
+		what string
+		l    loadgen.Latency
+		use  string
+	}{
+		{"disk: 4 KiB write + fdatasync", r.Disk.Fdatasync, "the master's commit (1 per batch), RabbitMQ's quorum WAL, each slave's apply; rqlite's BoltDB commit is 2"},
+		{"disk: 4 KiB write + fsync", r.Disk.Fsync, "SQLite's commit uses fsync unless built with fdatasync"},
+		{"ZooKeeper sync + get of one znode", rt.ZKSyncGet, "the master's fence check: 2 per batch (before the commit, after the sync publish)"},
+		{"RabbitMQ publish + confirm, quorum queue, persistent", rt.QuorumConfirm, "the orchestrator's publish to writeQ: 1 per write, before the master sees it"},
+		{"RabbitMQ publish + confirm, transient queue", rt.TransientConfirm, "the master's sync-stream publish: 1 per batch; every read's publish to readQ"},
+	} {
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", s.what, num(s.l.P50, 3), num(s.l.P99, 3), s.use)
+	}
 }
 
 // writeCPU: CPU time per request by process kind, summed over the rounds.
@@ -696,7 +719,7 @@ func (r *Report) writeProfiles(b *bytes.Buffer) {
 	if len(r.Profiles) == 0 {
 		return
 	}
-	b.WriteString("\n**CPU profiles** (our stack alone, after the rounds; `go tool pprof -top` of the files named):\n")
+	b.WriteString("\n**CPU profiles** (our stack alone, after the rounds; each Go process's samples by category: the library nearest the sample's leaf — a write(2) under gRPC is plugin RPC, an allocation under encoding/json is JSON — else own code, GC, runtime; `go tool pprof -top FILE` for the rest):\n")
 	for _, p := range r.Profiles {
 		fmt.Fprintf(b, "\n*%s, %d clients*: %s req/s, p50 %s ms.", p.Load, p.Clients,
 			num(p.Result.Throughput, 3), num(p.Result.Latency.P50, 3))
@@ -714,19 +737,74 @@ func (r *Report) writeProfiles(b *bytes.Buffer) {
 			b.WriteString(".")
 		}
 		b.WriteString("\n\n")
-		b.WriteString("| process | samples | top functions (flat %) |\n|---|---|---|\n")
+		// CPU by category: the columns that hold anything.
+		var cats []string
+		for _, c := range Categories {
+			for _, bd := range p.Breakdown {
+				if bd.By[c] > 0 {
+					cats = append(cats, c)
+					break
+				}
+			}
+		}
+		b.WriteString("| process | CPU ms / request (profile) |")
+		for _, c := range cats {
+			b.WriteString(" " + c + " |")
+		}
+		b.WriteString(" top functions (flat) |\n|---|--:|")
+		for range cats {
+			b.WriteString("--:|")
+		}
+		b.WriteString("---|\n")
 		for _, name := range []string{"orchestrator", "master", "slave"} {
-			t, ok := p.Top[name]
+			bd, ok := p.Breakdown[name]
 			if !ok {
 				continue
 			}
-			var fs []string
-			for _, l := range t.Lines[:min(6, len(t.Lines))] {
-				fs = append(fs, fmt.Sprintf("`%s` %s", l.Func, l.FlatPct))
+			perReq := "–"
+			if p.Result.Requests > 0 {
+				perReq = strconv.FormatFloat(float64(bd.Total)/float64(time.Millisecond)/
+					(p.Result.Throughput*float64(r.profileSeconds(p))), 'f', 2, 64)
 			}
-			fmt.Fprintf(b, "| %s | %s | %s |\n", name, strings.TrimPrefix(t.Summary, "Duration: "), strings.Join(fs, ", "))
+			fmt.Fprintf(b, "| %s | %s |", name, perReq)
+			for _, c := range cats {
+				if sh := bd.Share(c); sh > 0 {
+					fmt.Fprintf(b, " %.0f %% |", 100*sh)
+				} else {
+					b.WriteString(" |")
+				}
+			}
+			var fs []string
+			t := p.Top[name]
+			for _, l := range t.Lines[:min(4, len(t.Lines))] {
+				fs = append(fs, fmt.Sprintf("`%s` %s", shortFunc(l.Func), l.FlatPct))
+			}
+			fmt.Fprintf(b, " %s |\n", strings.Join(fs, ", "))
 		}
 	}
+}
+
+// profileSeconds is the length of a reading's profiles, from pprof's
+// summary ("Duration: 8s, ..."), else the measured window.
+func (r *Report) profileSeconds(p ProfileReading) float64 {
+	for _, t := range p.Top {
+		if d, ok := strings.CutPrefix(t.Summary, "Duration: "); ok {
+			d, _, _ = strings.Cut(d, ",")
+			if v, err := time.ParseDuration(d); err == nil && v > 0 {
+				return v.Seconds()
+			}
+		}
+	}
+	return p.Result.Elapsed
+}
+
+// shortFunc drops the module path of a function name:
+// github.com/rideshare-dbaas/rideshare/worker.(*Worker).commitBatch → worker.(*Worker).commitBatch.
+func shortFunc(f string) string {
+	if i := strings.LastIndex(f, "/"); i >= 0 {
+		return f[i+1:]
+	}
+	return f
 }
 
 // Markers of the generated section in docs/benchmarks.md.

@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRunExactlyNClients(t *testing.T) {
+	const clients = 5
+	var inFlight, most, calls atomic.Int64
+	var mu sync.Mutex
+	seen := map[int]bool{}
+	op := func(ctx context.Context, client int, seq int64) error {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		calls.Add(1)
+		mu.Lock()
+		seen[client] = true
+		mu.Unlock()
+		time.Sleep(2 * time.Millisecond) // a request's latency
+		if seq%4 == 3 {
+			return errors.New("refused")
+		}
+		return nil
+	}
+	res, err := Run(context.Background(), Spec{Clients: clients, Warmup: 50 * time.Millisecond, Duration: 300 * time.Millisecond}, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := most.Load(); got != clients {
+		t.Errorf("at most %d calls in flight, want exactly %d", got, clients)
+	}
+	if len(seen) != clients {
+		t.Errorf("%d clients called, want %d", len(seen), clients)
+	}
+	if res.Requests == 0 || res.Errors == 0 {
+		t.Fatalf("requests %d, errors %d: want both counted", res.Requests, res.Errors)
+	}
+	// Warm-up calls and calls that ended after the window are not counted.
+	if res.Requests+res.Errors >= calls.Load() {
+		t.Errorf("counted %d of %d calls: the warm-up was counted", res.Requests+res.Errors, calls.Load())
+	}
+	if res.FirstError != "refused" {
+		t.Errorf("first error %q", res.FirstError)
+	}
+	if res.Latency.P50 < 2 || res.Latency.Max < res.Latency.P99 {
+		t.Errorf("latency %+v: want p50 ≥ 2 ms (each call sleeps 2 ms) and max ≥ p99", res.Latency)
+	}
+	if want := float64(res.Requests) / 0.3; res.Throughput != want {
+		t.Errorf("throughput %v, want requests / duration = %v", res.Throughput, want)
+	}
+}
+
+func TestRunOnMeasure(t *testing.T) {
+	var mu sync.Mutex
+	var events []bool
+	var at []time.Time
+	start := time.Now()
+	_, err := Run(context.Background(), Spec{Clients: 2, Warmup: 100 * time.Millisecond, Duration: 100 * time.Millisecond,
+		OnMeasure: func(begin bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, begin)
+			at = append(at, time.Now())
+		}}, func(ctx context.Context, client int, seq int64) error {
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 2 || !events[0] || events[1] {
+		t.Fatalf("OnMeasure calls %v, want [true false]", events)
+	}
+	if at[0].Sub(start) < 100*time.Millisecond || at[1].Sub(start) < 200*time.Millisecond {
+		t.Errorf("OnMeasure at %v and %v after the start: want after the warm-up, then after the duration", at[0].Sub(start), at[1].Sub(start))
+	}
+}
+
+func TestRunCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Spec{Clients: 3, Duration: time.Hour}, func(ctx context.Context, client int, seq int64) error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+				return nil
+			}
+		})
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context was cancelled")
+	}
+}
+
+func TestRunRejectsBadSpecs(t *testing.T) {
+	op := func(context.Context, int, int64) error { return nil }
+	for _, tt := range []struct {
+		name string
+		spec Spec
+	}{
+		{"no clients", Spec{Clients: 0, Duration: time.Second}},
+		{"no duration", Spec{Clients: 1}},
+		{"negative duration", Spec{Clients: 1, Duration: -time.Second}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Run(context.Background(), tt.spec, op); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}

@@ -1,0 +1,85 @@
+package bench
+
+import (
+	"context"
+	"net"
+	"os"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestParseHexAddr(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"0100007F:1F90", "127.0.0.1:8080"},
+		{"00000000:0016", "0.0.0.0:22"},
+		{"0000000000000000FFFF00000100007F:0885", "127.0.0.1:2181"},
+		{"00000000000000000000000001000000:0016", "[::1]:22"},
+	} {
+		got, err := parseHexAddr(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("parseHexAddr(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "7F:1F90", "0100007F", "ZZ00007F:1F90", "0100007F:ZZZZZ"} {
+		if _, err := parseHexAddr(bad); err == nil {
+			t.Errorf("parseHexAddr(%q) accepted", bad)
+		}
+	}
+}
+
+func TestListenAddrs(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addrs, err := ListenAddrs(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(addrs, ln.Addr().String()) {
+		t.Errorf("ListenAddrs = %v, want it to hold %s", addrs, ln.Addr())
+	}
+}
+
+func TestSamplerSeesItsOwnProcess(t *testing.T) {
+	s := NewSampler([]Proc{{os.Getpid(), KindLoadTool}, {os.Getpid() + 1<<22, KindRqlite}}, 20*time.Millisecond)
+	s.Begin()
+	// Burn some CPU: at least a few clock ticks.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	x := 0
+	for ctx.Err() == nil {
+		x++
+	}
+	s.End()
+	u, err := s.Usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := u.Of(KindLoadTool)
+	if me.CPU < 50*time.Millisecond || me.MaxRSS <= 0 || me.Procs != 1 {
+		t.Errorf("own usage %+v (x=%d): want ≥ 50 ms CPU and an RSS", me, x)
+	}
+	// A pid that does not exist counts as nothing, without failing.
+	if gone := u.Of(KindRqlite); gone.CPU != 0 || gone.MaxRSS != 0 {
+		t.Errorf("missing process: %+v", gone)
+	}
+	if u.MachineAll <= 0 || u.MachineBusy < me.CPU/2 || u.Window < 250*time.Millisecond {
+		t.Errorf("machine %v busy of %v over %v", u.MachineBusy, u.MachineAll, u.Window)
+	}
+	if _, err := NewSampler(nil, time.Second).Usage(); err == nil {
+		t.Error("Usage before End succeeded")
+	}
+}
+
+func TestProbeDisk(t *testing.T) {
+	d, err := ProbeDisk(t.TempDir(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Writes != 5 || d.Fsync.P50 <= 0 || d.Fdatasync.Max < d.Fdatasync.P50 {
+		t.Errorf("probe %+v", d)
+	}
+}
