@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -63,8 +64,28 @@ type Options struct {
 	ProfileDir     string
 	ProfileSeconds int
 
+	// Phases to run (nil: all): PhaseGrid, PhaseSlaves, PhaseProfiles
+	// (with ProfileDir), PhaseMix. A report of some phases has only their
+	// tables and targets.
+	Phases []string
+
 	// Progress gets a line per load (nil: discarded).
 	Progress io.Writer
+}
+
+// The phases of a run, in the order they run.
+const (
+	PhaseGrid     = "grid"     // the side-by-side table
+	PhaseSlaves   = "slaves"   // writes with Slaves slaves vs 1
+	PhaseProfiles = "profiles" // CPU profiles (needs ProfileDir)
+	PhaseMix      = "mix"      // the public API mix, Traefik vs direct
+)
+
+// AllPhases lists every phase.
+var AllPhases = []string{PhaseGrid, PhaseSlaves, PhaseProfiles, PhaseMix}
+
+func (o Options) runs(phase string) bool {
+	return len(o.Phases) == 0 || slices.Contains(o.Phases, phase)
 }
 
 // Defaults are the options of `make bench`: a full run takes about 6 min.
@@ -184,6 +205,8 @@ func New(opts Options) (*Bench, error) {
 		return nil, fmt.Errorf("bench: slaves must be 2..16, got %d", opts.Slaves)
 	case opts.PortBase < 1024 || opts.PortBase > 65000:
 		return nil, fmt.Errorf("bench: port base must be 1024..65000, got %d", opts.PortBase)
+	case slices.ContainsFunc(opts.Phases, func(p string) bool { return !slices.Contains(AllPhases, p) }):
+		return nil, fmt.Errorf("bench: phases must be among %v, got %v", AllPhases, opts.Phases)
 	case opts.Seeds < 1:
 		return nil, fmt.Errorf("bench: seeds must be at least 1, got %d", opts.Seeds)
 	}
@@ -261,20 +284,26 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	if err := b.seed(ctx, e); err != nil {
 		return nil, err
 	}
-	if rep.Rows, err = b.grid(ctx, e); err != nil {
-		return nil, err
+	if o.runs(PhaseGrid) {
+		if rep.Rows, err = b.grid(ctx, e); err != nil {
+			return nil, err
+		}
 	}
-	if rep.Slaves, err = b.slaves(ctx, e, client); err != nil {
-		return nil, err
+	if o.runs(PhaseSlaves) {
+		if rep.Slaves, err = b.slaves(ctx, e, client); err != nil {
+			return nil, err
+		}
 	}
-	if o.ProfileDir != "" {
+	if o.ProfileDir != "" && o.runs(PhaseProfiles) {
 		if rep.Profiles, err = b.profiles(ctx, e); err != nil {
 			return nil, err
 		}
 	}
 	// Last: each mix run empties the tables (the seeded users too).
-	if rep.Mix, err = b.mix(ctx, e); err != nil {
-		return nil, err
+	if o.runs(PhaseMix) {
+		if rep.Mix, err = b.mix(ctx, e); err != nil {
+			return nil, err
+		}
 	}
 	rep.Finished = time.Now().UTC()
 	rep.Targets = Targets(rep, o.CompareClients)

@@ -94,7 +94,6 @@ var libraryPrefixes = []struct{ prefix, cat string }{
 	{"golang.org/x/net/http2", CatPlugin},
 	{"github.com/hashicorp/yamux", CatPlugin},
 	{"github.com/hashicorp/go-plugin", CatPlugin},
-	{"crypto/", CatPlugin}, // go-plugin's AutoMTLS
 	{"github.com/rideshare-dbaas/rideshare/worker/pluginapi", CatPlugin},
 	{"github.com/rideshare-dbaas/rideshare/worker/pluginhost", CatPlugin},
 	{"modernc.org/", CatSQLite},

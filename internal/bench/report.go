@@ -466,8 +466,12 @@ func (r *Report) Markdown(w io.Writer) error {
 		o.Warmup, o.Duration, o.Rounds)
 	b.WriteString("\n\n")
 
-	b.WriteString("| load | clients | ours req/s | ours p50 ms | ours p99 ms | rqlite | rqlite req/s | rqlite p50 ms | rqlite p99 ms | ours ÷ rqlite (req/s) |\n")
-	b.WriteString("|---|--:|--:|--:|--:|---|--:|--:|--:|--:|\n")
+	if len(r.Rows) == 0 {
+		b.WriteString("(side-by-side table not run: -phases)\n")
+	} else {
+		b.WriteString("| load | clients | ours req/s | ours p50 ms | ours p99 ms | rqlite | rqlite req/s | rqlite p50 ms | rqlite p99 ms | ours ÷ rqlite (req/s) |\n")
+		b.WriteString("|---|--:|--:|--:|--:|---|--:|--:|--:|--:|\n")
+	}
 	var errNotes []string
 	for _, row := range r.Rows {
 		load := "write: `users.add` / `INSERT`"
@@ -488,29 +492,33 @@ func (r *Report) Markdown(w io.Writer) error {
 		errNotes = append(errNotes, errorNotes(fmt.Sprintf("%s %d clients, rqlite %s", row.Load, row.Clients, level), row.TheirsRuns)...)
 	}
 	sl := r.Slaves
-	fmt.Fprintf(&b, "\n**Writes with %d slaves vs 1 slave** (`users.add`, %d clients, a second stack pinned to %d slaves, rounds alternating):\n\n",
-		sl.Slaves, sl.Clients, sl.Slaves)
-	b.WriteString("| slaves | writes/s | p50 ms | p99 ms |\n|--:|--:|--:|--:|\n")
-	fmt.Fprintf(&b, "| 1 | %s | %s | %s |\n", tput(sl.OneRuns).format(3), p50(sl.OneRuns).format(3), p99(sl.OneRuns).format(3))
-	fmt.Fprintf(&b, "| %d | %s | %s | %s |\n", sl.Slaves, tput(sl.ManyRuns).format(3), p50(sl.ManyRuns).format(3), p99(sl.ManyRuns).format(3))
-	errNotes = append(errNotes, errorNotes("write 1 slave", sl.OneRuns)...)
-	errNotes = append(errNotes, errorNotes(fmt.Sprintf("write %d slaves", sl.Slaves), sl.ManyRuns)...)
+	if len(sl.OneRuns) > 0 {
+		fmt.Fprintf(&b, "\n**Writes with %d slaves vs 1 slave** (`users.add`, %d clients, a second stack pinned to %d slaves, rounds alternating):\n\n",
+			sl.Slaves, sl.Clients, sl.Slaves)
+		b.WriteString("| slaves | writes/s | p50 ms | p99 ms |\n|--:|--:|--:|--:|\n")
+		fmt.Fprintf(&b, "| 1 | %s | %s | %s |\n", tput(sl.OneRuns).format(3), p50(sl.OneRuns).format(3), p99(sl.OneRuns).format(3))
+		fmt.Fprintf(&b, "| %d | %s | %s | %s |\n", sl.Slaves, tput(sl.ManyRuns).format(3), p50(sl.ManyRuns).format(3), p99(sl.ManyRuns).format(3))
+		errNotes = append(errNotes, errorNotes("write 1 slave", sl.OneRuns)...)
+		errNotes = append(errNotes, errorNotes(fmt.Sprintf("write %d slaves", sl.Slaves), sl.ManyRuns)...)
+	}
 
 	mx := r.Mix
-	fmt.Fprintf(&b, "\n**Public API mix** (`internal/loadgen` default mix, %d clients, %gs a run on emptied tables, 1 master + 1 slave):\n\n", mx.Clients, o.MixDuration)
-	b.WriteString("| path | req/s | p50 ms | p99 ms | errors (unexpected) |\n|---|--:|--:|--:|--:|\n")
-	for _, p := range []struct {
-		label string
-		ms    []MixMeasure
-	}{{"through Traefik", mx.TraefikRuns}, {"direct", mx.DirectRuns}} {
-		var errs, unexp int64
-		for _, m := range p.ms {
-			errs, unexp = errs+m.Errors, unexp+m.UnexpectedErrors
+	if len(mx.TraefikRuns) > 0 {
+		fmt.Fprintf(&b, "\n**Public API mix** (`internal/loadgen` default mix, %d clients, %gs a run on emptied tables, 1 master + 1 slave):\n\n", mx.Clients, o.MixDuration)
+		b.WriteString("| path | req/s | p50 ms | p99 ms | errors (unexpected) |\n|---|--:|--:|--:|--:|\n")
+		for _, p := range []struct {
+			label string
+			ms    []MixMeasure
+		}{{"through Traefik", mx.TraefikRuns}, {"direct", mx.DirectRuns}} {
+			var errs, unexp int64
+			for _, m := range p.ms {
+				errs, unexp = errs+m.Errors, unexp+m.UnexpectedErrors
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d (%d) |\n", p.label,
+				spanOf(pick(p.ms, func(m MixMeasure) float64 { return m.Throughput })).format(3),
+				spanOf(pick(p.ms, func(m MixMeasure) float64 { return m.Latency.P50 })).format(3),
+				spanOf(pick(p.ms, func(m MixMeasure) float64 { return m.Latency.P99 })).format(3), errs, unexp)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d (%d) |\n", p.label,
-			spanOf(pick(p.ms, func(m MixMeasure) float64 { return m.Throughput })).format(3),
-			spanOf(pick(p.ms, func(m MixMeasure) float64 { return m.Latency.P50 })).format(3),
-			spanOf(pick(p.ms, func(m MixMeasure) float64 { return m.Latency.P99 })).format(3), errs, unexp)
 	}
 
 	b.WriteString("\n**Targets** (issue 11; a verdict holds when every round agrees):\n\n| target | measured | verdict |\n|---|---|---|\n")
