@@ -363,6 +363,8 @@ type side struct {
 	label string
 	op    Op
 	procs []Proc
+	// master, for our writes, is the stack whose master's batches are read.
+	master *Stack
 }
 
 // measure runs one load and samples the processes over its measured phase.
@@ -386,6 +388,13 @@ func (b *Bench) measure(ctx context.Context, e *env, what string, clients int, s
 		return Measure{}, err
 	}
 	m := Measure{Result: res, Usage: u}
+	if s.master != nil {
+		bs, err := s.master.Batches(ctx, u.Begin, u.End)
+		if err != nil {
+			return Measure{}, err
+		}
+		m.Batches = &bs
+	}
 	b.logf("%-44s %4d clients: %8.1f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d%s",
 		what+" "+s.label, clients, res.Throughput, res.Latency.P50, res.Latency.P99, res.Errors, firstErr(res))
 	return m, nil
@@ -457,10 +466,10 @@ func (b *Bench) grid(ctx context.Context, e *env) ([]Row, error) {
 		loads = append(loads, load{r, []side{
 			{"ours", func(ctx context.Context, cl int, seq int64) error {
 				return e.ours.AddUser(ctx, e.unique(tag+"o", cl, seq))
-			}, ourProcs},
+			}, ourProcs, e.one},
 			{"rqlite", func(ctx context.Context, cl int, seq int64) error {
 				return e.theirs.AddUser(ctx, e.unique(tag+"r", cl, seq))
-			}, rqProcs},
+			}, rqProcs, nil},
 		}})
 	}
 	for _, c := range o.Clients {
@@ -470,13 +479,13 @@ func (b *Bench) grid(ctx context.Context, e *env) ([]Row, error) {
 		loads = append(loads, load{weak, []side{
 			{"ours", func(ctx context.Context, cl int, seq int64) error {
 				return e.ours.UserExists(ctx, e.pick(cl, seq))
-			}, ourProcs},
+			}, ourProcs, nil},
 			{"rqlite weak", func(ctx context.Context, cl int, seq int64) error {
 				return e.theirs.UserExists(ctx, LevelWeak, e.pick(cl, seq))
-			}, rqProcs},
+			}, rqProcs, nil},
 			{"rqlite linearizable", func(ctx context.Context, cl int, seq int64) error {
 				return e.theirs.UserExists(ctx, LevelLinearizable, e.pick(cl, seq))
-			}, rqProcs},
+			}, rqProcs, nil},
 		}})
 	}
 	for round := range o.Rounds {
@@ -547,10 +556,10 @@ func (b *Bench) slaves(ctx context.Context, e *env, client *http.Client) (Slaves
 	sides := []side{
 		{"1 slave", func(ctx context.Context, cl int, seq int64) error {
 			return e.ours.AddUser(ctx, e.unique("s1", cl, seq))
-		}, oneProcs},
+		}, oneProcs, e.one},
 		{strconv.Itoa(o.Slaves) + " slaves", func(ctx context.Context, cl int, seq int64) error {
 			return manyDB.AddUser(ctx, e.unique("sn", cl, seq))
-		}, manyProcs},
+		}, manyProcs, many},
 	}
 	row := SlavesRow{Clients: o.CompareClients, Slaves: o.Slaves}
 	for round := range o.Rounds {

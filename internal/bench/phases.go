@@ -133,8 +133,15 @@ func (b *Bench) profiles(ctx context.Context, e *env) ([]ProfileReading, error) 
 			return nil, err
 		}
 		pr.Result = res
+		if l.load == LoadWrite {
+			bs, err := e.one.Batches(ctx, pr.Usage.Begin, pr.Usage.End)
+			if err != nil {
+				return nil, err
+			}
+			pr.Batches = &bs
+		}
 		for _, t := range targets {
-			top, err := PprofTop(ctx, pr.Files[t.name], 12)
+			top, err := PprofTop(ctx, pr.Files[t.name], 30)
 			if err != nil {
 				return nil, err
 			}

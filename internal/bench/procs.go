@@ -206,6 +206,8 @@ type KindUsage struct {
 // Usage is the CPU and memory of the watched processes over a window, and
 // the machine's.
 type Usage struct {
+	Begin       time.Time     `json:"begin"`
+	End         time.Time     `json:"end"`
 	Window      time.Duration `json:"window_ns"`
 	Kinds       []KindUsage   `json:"kinds"`        // report order, kinds seen only
 	MachineBusy time.Duration `json:"machine_busy"` // all cores, every process
@@ -316,7 +318,8 @@ func (s *Sampler) End() {
 	defer s.mu.Unlock()
 	s.sample()
 	busy, all, err := machineCPU()
-	u := Usage{Window: time.Since(s.t0), MachineBusy: busy - s.busy0, MachineAll: all - s.all0}
+	now := time.Now()
+	u := Usage{Begin: s.t0, End: now, Window: now.Sub(s.t0), MachineBusy: busy - s.busy0, MachineAll: all - s.all0}
 	byKind := map[string]*KindUsage{}
 	for _, p := range s.procs {
 		k := byKind[p.Kind]

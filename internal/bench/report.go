@@ -30,6 +30,8 @@ const (
 type Measure struct {
 	Result
 	Usage Usage `json:"usage"`
+	// Batches is the master's group commits in the window (our writes).
+	Batches *BatchStats `json:"batches,omitempty"`
 }
 
 // Row is one line of the side-by-side table: the same load on both sides,
@@ -114,6 +116,8 @@ type ProfileReading struct {
 	Top     map[string]PprofTopTable `json:"top"`
 	// Breakdown is each profile's CPU time by category (Categories).
 	Breakdown map[string]Breakdown `json:"breakdown"`
+	// Batches is the master's group commits (write loads).
+	Batches *BatchStats `json:"batches,omitempty"`
 }
 
 // Machine says where and on what the run happened.
@@ -527,6 +531,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	}
 
 	r.writeRoundTrips(&b)
+	r.writeBatches(&b)
 	r.writeCPU(&b)
 	r.writeRSS(&b)
 	r.writeProfiles(&b)
@@ -597,6 +602,52 @@ func (r *Report) writeRoundTrips(b *bytes.Buffer) {
 		{"RabbitMQ publish + confirm, transient queue", rt.TransientConfirm, "the master's sync-stream publish: 1 per batch; every read's publish to readQ"},
 	} {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", s.what, num(s.l.P50, 3), num(s.l.P99, 3), s.use)
+	}
+}
+
+// writeBatches: the master's group commits under our write loads.
+func (r *Report) writeBatches(b *bytes.Buffer) {
+	type line struct {
+		label string
+		ms    []Measure
+	}
+	var lines []line
+	for _, row := range r.Rows {
+		if row.Load == LoadWrite {
+			lines = append(lines, line{fmt.Sprintf("%d clients, 1 slave", row.Clients), row.OursRuns})
+		}
+	}
+	if sl := r.Slaves; len(sl.ManyRuns) > 0 {
+		lines = append(lines, line{fmt.Sprintf("%d clients, 1 slave (slaves comparison)", sl.Clients), sl.OneRuns},
+			line{fmt.Sprintf("%d clients, %d slaves", sl.Clients, sl.Slaves), sl.ManyRuns})
+	}
+	var rows []string
+	for _, l := range lines {
+		var bs []BatchStats
+		for _, m := range l.ms {
+			if m.Batches != nil && m.Batches.Batches > 0 {
+				bs = append(bs, *m.Batches)
+			}
+		}
+		if len(bs) == 0 {
+			continue
+		}
+		f := func(g func(BatchStats) float64) string { return spanOf(pick(bs, g)).format(3) }
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s / %s | %s / %s | %s |", l.label,
+			f(func(s BatchStats) float64 { return float64(s.Batches) / r.Options.Duration }),
+			f(func(s BatchStats) float64 { return s.WritesMean }),
+			spanOf(pick(bs, func(s BatchStats) float64 { return float64(s.WritesMax) })).format(1),
+			f(func(s BatchStats) float64 { return s.Commit.P50 }), f(func(s BatchStats) float64 { return s.Commit.P99 }),
+			f(func(s BatchStats) float64 { return s.Total.P50 }), f(func(s BatchStats) float64 { return s.Total.P99 }),
+			spanOf(pick(bs, func(s BatchStats) float64 { return 100 * s.Busy })).format(2)))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("\n**Group commit on the master** (its own account: one `batch committed` debug line per batch; \"commit\" is the fence check, the handlers through the plugin and the SQLite commit, \"batch\" adds the sync-stream publish with its confirm, the second fence check and the ack; \"busy\" is the share of the window the master spent in batches):\n\n")
+	b.WriteString("| load | batches/s | writes per batch | largest batch | commit p50 / p99 ms | batch p50 / p99 ms | busy % |\n|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, row := range rows {
+		b.WriteString(row + "\n")
 	}
 }
 
@@ -744,6 +795,10 @@ func (r *Report) writeProfiles(b *bytes.Buffer) {
 			}
 			b.WriteString(".")
 		}
+		if bs := p.Batches; bs != nil && bs.Batches > 0 {
+			fmt.Fprintf(b, " The master: %s batches/s of %.1f writes (largest %d), batch p50 %s ms, busy %.0f %%.",
+				num(float64(bs.Batches)/p.Usage.Window.Seconds(), 3), bs.WritesMean, bs.WritesMax, num(bs.Total.P50, 3), 100*bs.Busy)
+		}
 		b.WriteString("\n\n")
 		// CPU by category: the columns that hold anything.
 		var cats []string
@@ -759,7 +814,7 @@ func (r *Report) writeProfiles(b *bytes.Buffer) {
 		for _, c := range cats {
 			b.WriteString(" " + c + " |")
 		}
-		b.WriteString(" top functions (flat) |\n|---|--:|")
+		b.WriteString(" top functions (flat, runtime left out) |\n|---|--:|")
 		for range cats {
 			b.WriteString("--:|")
 		}
@@ -782,9 +837,17 @@ func (r *Report) writeProfiles(b *bytes.Buffer) {
 					b.WriteString(" |")
 				}
 			}
+			// The runtime's and the kernel's entry points (Syscall6,
+			// futex) top every list: the columns above say what called them.
 			var fs []string
-			t := p.Top[name]
-			for _, l := range t.Lines[:min(4, len(t.Lines))] {
+			for _, l := range p.Top[name].Lines {
+				if len(fs) == 4 {
+					break
+				}
+				if strings.HasPrefix(l.Func, "runtime.") || strings.HasPrefix(l.Func, "internal/runtime/") ||
+					strings.HasPrefix(l.Func, "syscall.") || strings.HasPrefix(l.Func, "mem") {
+					continue
+				}
 				fs = append(fs, fmt.Sprintf("`%s` %s", shortFunc(l.Func), l.FlatPct))
 			}
 			fmt.Fprintf(b, " %s |\n", strings.Join(fs, ", "))

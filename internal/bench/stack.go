@@ -55,7 +55,10 @@ func StartStack(ctx context.Context, opts StackOptions) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	orchArgs := []string{"--min-slaves", strconv.Itoa(opts.Slaves), "--max-slaves", strconv.Itoa(opts.Slaves)}
+	// Workers log at debug: one "batch committed" line per group commit,
+	// which Batches reads (nothing else logs at debug per request).
+	orchArgs := []string{"--min-slaves", strconv.Itoa(opts.Slaves), "--max-slaves", strconv.Itoa(opts.Slaves),
+		"--worker-log-level", "debug"}
 	s := &Stack{
 		opts:     opts,
 		done:     make(chan struct{}),
@@ -231,6 +234,19 @@ func (s *Stack) WorkerPprof(ctx context.Context) (master, slave string, err erro
 		return "", "", errors.New("no master or no slave to profile")
 	}
 	return master, slave, nil
+}
+
+// Batches is the master's group commits that ended in [from, to).
+func (s *Stack) Batches(ctx context.Context, from, to time.Time) (BatchStats, error) {
+	ws, err := s.Workers(ctx)
+	if err != nil {
+		return BatchStats{}, err
+	}
+	path, err := s.MasterLog(ws)
+	if err != nil {
+		return BatchStats{}, err
+	}
+	return ReadBatches(path, from, to)
 }
 
 // Stop stops the stack (SIGTERM to run.sh, whose trap stops every
