@@ -76,6 +76,7 @@ func run() int {
 	fs.IntVar(&opts.Seeds, "seeds", opts.Seeds, "users created on each side before the reads")
 	fs.IntVar(&opts.Probes, "probes", opts.Probes, "times each fixed step (disk sync, ZooKeeper sync+get, RabbitMQ confirm) is timed")
 	fs.DurationVar(&opts.Timeout, "timeout", opts.Timeout, "timeout of one request")
+	fs.DurationVar(&opts.Idle, "idle", opts.Idle, "the shared servers' idle background is sampled this long before each round")
 	fs.StringVar(&opts.ProfileDir, "profile-dir", "", "take CPU profiles (orchestrator, master, slave) under 3 loads into this directory (off when empty)")
 	fs.IntVar(&opts.ProfileSeconds, "profile-seconds", opts.ProfileSeconds, "length of each CPU profile")
 	phases := fs.String("phases", strings.Join(bench.AllPhases, ","), "phases to run, comma-separated: "+strings.Join(bench.AllPhases, ", "))

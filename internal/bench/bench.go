@@ -57,6 +57,7 @@ type Options struct {
 	Seeds          int           // users created before the reads (read targets)
 	Probes         int           // round trips timed per step (disk, ZooKeeper, RabbitMQ)
 	Timeout        time.Duration // one request
+	Idle           time.Duration // the shared servers' idle background is sampled this long before each round
 
 	// ProfileDir: when set, CPU profiles of the orchestrator, the master
 	// and a slave are taken under three loads (1-client writes, 16-client
@@ -104,6 +105,7 @@ func Defaults() Options {
 		Seeds:          256,
 		Probes:         200,
 		Timeout:        10 * time.Second,
+		Idle:           2 * time.Second,
 		ProfileSeconds: 8,
 	}
 }
@@ -124,6 +126,7 @@ func Smoke() Options {
 	o.MixDuration = time.Second
 	o.Seeds = 16
 	o.Probes = 20
+	o.Idle = 500 * time.Millisecond
 	o.ProfileSeconds = 1
 	return o
 }
@@ -175,6 +178,9 @@ func New(opts Options) (*Bench, error) {
 	}
 	if opts.Seeds == 0 {
 		opts.Seeds = d.Seeds
+	}
+	if opts.Idle == 0 {
+		opts.Idle = d.Idle
 	}
 	if opts.Probes == 0 {
 		opts.Probes = d.Probes
@@ -284,10 +290,17 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	if err := b.seed(ctx, e); err != nil {
 		return nil, err
 	}
+	if idle, err := b.idle(ctx, e.servers, o.Idle); err != nil {
+		return nil, err
+	} else {
+		rep.Idle = append(rep.Idle, idle)
+	}
 	if o.runs(PhaseGrid) {
-		if rep.Rows, err = b.grid(ctx, e); err != nil {
+		var idles []Usage
+		if rep.Rows, idles, err = b.grid(ctx, e); err != nil {
 			return nil, err
 		}
+		rep.Idle = append(rep.Idle, idles...)
 	}
 	if o.runs(PhaseSlaves) {
 		if rep.Slaves, err = b.slaves(ctx, e, client); err != nil {
@@ -395,8 +408,8 @@ func (b *Bench) measure(ctx context.Context, e *env, what string, clients int, s
 		}
 		m.Batches = &bs
 	}
-	b.logf("%-44s %4d clients: %8.1f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d%s",
-		what+" "+s.label, clients, res.Throughput, res.Latency.P50, res.Latency.P99, res.Errors, firstErr(res))
+	b.logf("%-44s %11s: %8.1f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d%s",
+		what+" "+s.label, nClients(clients), res.Throughput, res.Latency.P50, res.Latency.P99, res.Errors, firstErr(res))
 	return m, nil
 }
 
@@ -405,6 +418,33 @@ func firstErr(r Result) string {
 		return ""
 	}
 	return " (first: " + r.FirstError + ")"
+}
+
+// idle samples procs for d while the bench sends nothing.
+func (b *Bench) idle(ctx context.Context, procs []Proc, d time.Duration) (Usage, error) {
+	smp := NewSampler(procs, 250*time.Millisecond)
+	smp.Begin()
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	smp.End()
+	if err := ctx.Err(); err != nil {
+		return Usage{}, err
+	}
+	u, err := smp.Usage()
+	if err == nil {
+		b.logf("idle background over %s: RabbitMQ %.0f ms CPU/s, ZooKeeper %.0f ms CPU/s", d,
+			perSecond(u, KindRabbitMQ), perSecond(u, KindZooKeeper))
+	}
+	return u, err
+}
+
+func perSecond(u Usage, kind string) float64 {
+	if u.Window <= 0 {
+		return 0
+	}
+	return float64(u.Of(kind).CPU) / float64(time.Millisecond) / u.Window.Seconds()
 }
 
 // dbaasProcs are the processes a DBaaS load reaches: the orchestrator,
@@ -445,11 +485,11 @@ func (e *env) pick(client int, seq int64) string {
 
 // grid is the side-by-side table: every client count, writes then reads,
 // each load on every side, the order of the sides reversed every round.
-func (b *Bench) grid(ctx context.Context, e *env) ([]Row, error) {
+func (b *Bench) grid(ctx context.Context, e *env) ([]Row, []Usage, error) {
 	o := b.opts
 	ourProcs, err := e.dbaasProcs(ctx, e.one)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rqProcs := append([]Proc{{e.rq.PID(), KindRqlite}}, e.self)
 
@@ -459,6 +499,7 @@ func (b *Bench) grid(ctx context.Context, e *env) ([]Row, error) {
 	}
 	var rows []*Row
 	var loads []load
+	var idles []Usage
 	for _, c := range o.Clients {
 		tag := "w" + strconv.Itoa(c)
 		r := &Row{Load: LoadWrite, Clients: c, Ours: "db/write users.add", Theirs: "/db/execute INSERT"}
@@ -489,6 +530,13 @@ func (b *Bench) grid(ctx context.Context, e *env) ([]Row, error) {
 		}})
 	}
 	for round := range o.Rounds {
+		// The shared servers' background, with every stack idle: the CPU
+		// table takes it off their columns.
+		idle, err := b.idle(ctx, e.servers, o.Idle)
+		if err != nil {
+			return nil, nil, err
+		}
+		idles = append(idles, idle)
 		for _, l := range loads {
 			order := []int{0, 1, 2}[:len(l.sides)]
 			if round%2 == 1 {
@@ -500,7 +548,7 @@ func (b *Bench) grid(ctx context.Context, e *env) ([]Row, error) {
 			for _, i := range order {
 				m, err := b.measure(ctx, e, fmt.Sprintf("round %d/%d: %s", round+1, o.Rounds, l.row.Load), l.row.Clients, l.sides[i])
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				ms[i] = m
 			}
@@ -518,7 +566,7 @@ func (b *Bench) grid(ctx context.Context, e *env) ([]Row, error) {
 	for i, r := range rows {
 		out[i] = *r
 	}
-	return out, nil
+	return out, idles, nil
 }
 
 func indexOf(rows []*Row, r *Row) int {

@@ -59,8 +59,8 @@ func (b *Bench) mix(ctx context.Context, e *env) (MixRow, error) {
 			t := rep.Total
 			ms[i] = MixMeasure{Requests: t.Requests, Throughput: t.Throughput, Latency: t.Latency,
 				Errors: t.Errors, UnexpectedErrors: t.UnexpectedErrors, Usage: u}
-			b.logf("%-44s %4d clients: %8.1f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d (unexpected %d)",
-				fmt.Sprintf("round %d/%d: public API mix %s", round+1, o.Rounds, paths[i].label), o.MixClients,
+			b.logf("%-44s %11s: %8.1f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d (unexpected %d)",
+				fmt.Sprintf("round %d/%d: public API mix %s", round+1, o.Rounds, paths[i].label), nClients(o.MixClients),
 				t.Throughput, t.Latency.P50, t.Latency.P99, t.Errors, t.UnexpectedErrors)
 		}
 		row.TraefikRuns = append(row.TraefikRuns, ms[0])
@@ -153,7 +153,7 @@ func (b *Bench) profiles(ctx context.Context, e *env) ([]ProfileReading, error) 
 				return nil, err
 			}
 		}
-		b.logf("profiled %s, %d clients: %.1f req/s; profiles in %s", l.load, l.clients, res.Throughput, o.ProfileDir)
+		b.logf("profiled %s, %s: %.1f req/s; profiles in %s", l.load, nClients(l.clients), res.Throughput, o.ProfileDir)
 		out = append(out, pr)
 	}
 	return out, nil

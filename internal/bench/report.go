@@ -201,11 +201,14 @@ func (o Options) summary() OptionsSummary {
 
 // Report is the outcome of a run.
 type Report struct {
-	Started    time.Time        `json:"started"`
-	Finished   time.Time        `json:"finished"`
-	Machine    Machine          `json:"machine"`
-	Options    OptionsSummary   `json:"options"`
-	Disk       DiskSync         `json:"disk"`
+	Started  time.Time      `json:"started"`
+	Finished time.Time      `json:"finished"`
+	Machine  Machine        `json:"machine"`
+	Options  OptionsSummary `json:"options"`
+	Disk     DiskSync       `json:"disk"`
+	// Idle is the shared servers' CPU with every stack idle, one sample
+	// before each round of the side-by-side table.
+	Idle       []Usage          `json:"idle,omitempty"`
 	RoundTrips RoundTrips       `json:"round_trips"`
 	Rows       []Row            `json:"rows"`
 	Slaves     SlavesRow        `json:"slaves"`
@@ -545,6 +548,14 @@ func (r *Report) Markdown(w io.Writer) error {
 	return err
 }
 
+// nClients is "1 client" or "N clients".
+func nClients(n int) string {
+	if n == 1 {
+		return "1 client"
+	}
+	return strconv.Itoa(n) + " clients"
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "–"
@@ -614,7 +625,7 @@ func (r *Report) writeBatches(b *bytes.Buffer) {
 	var lines []line
 	for _, row := range r.Rows {
 		if row.Load == LoadWrite {
-			lines = append(lines, line{fmt.Sprintf("%d clients, 1 slave", row.Clients), row.OursRuns})
+			lines = append(lines, line{nClients(row.Clients) + ", 1 slave", row.OursRuns})
 		}
 	}
 	if sl := r.Slaves; len(sl.ManyRuns) > 0 {
@@ -679,8 +690,19 @@ func (r *Report) writeCPU(b *bytes.Buffer) {
 	if len(kinds) == 0 {
 		return
 	}
+	idleRate := r.idleRates()
+	idleWin := time.Duration(0)
+	for _, u := range r.Idle {
+		idleWin += u.Window
+	}
 	b.WriteString("\n**CPU per request by process** (ms of CPU per served request, from `/proc/PID/stat` over the measured windows, all rounds; " +
-		"\"machine\" is every process on the machine, so machine − sum is what ran beside the bench; RabbitMQ and ZooKeeper are shared with other users of the machine):\n\n")
+		"\"machine\" is every process on the machine, so machine − sum is what ran beside the bench. RabbitMQ and ZooKeeper serve other users of the machine too: ")
+	if idleWin > 0 {
+		fmt.Fprintf(b, "their idle background, sampled before each round (RabbitMQ %.0f ms, ZooKeeper %.0f ms of CPU a second), is taken off their columns", 1000*idleRate[KindRabbitMQ], 1000*idleRate[KindZooKeeper])
+	} else {
+		b.WriteString("their columns hold what else they served meanwhile")
+	}
+	b.WriteString("):\n\n")
 	b.WriteString("| load |")
 	for _, k := range kinds {
 		b.WriteString(" " + k + " |")
@@ -699,7 +721,7 @@ func (r *Report) writeCPU(b *bytes.Buffer) {
 			win += m.Usage.MachineAll
 			busy += m.Usage.MachineBusy
 			for _, k := range m.Usage.Kinds {
-				perKind[k.Kind] += k.CPU
+				perKind[k.Kind] += netCPU(k, m.Usage.Window, idleRate)
 			}
 		}
 		machine = busy
@@ -725,6 +747,35 @@ func (r *Report) writeCPU(b *bytes.Buffer) {
 		}
 		fmt.Fprintf(b, " %s | %s | %.0f %% |\n", perReq(sum), perReq(machine), pct)
 	}
+}
+
+// idleRates is the shared servers' idle background, CPU time per unit of
+// time, by kind (from Idle): they serve the other users of the machine too.
+func (r *Report) idleRates() map[string]float64 {
+	rate := map[string]float64{}
+	var win time.Duration
+	for _, u := range r.Idle {
+		win += u.Window
+		for _, k := range u.Kinds {
+			rate[k.Kind] += float64(k.CPU)
+		}
+	}
+	for k := range rate {
+		if win > 0 {
+			rate[k] /= float64(win)
+		} else {
+			rate[k] = 0
+		}
+	}
+	return rate
+}
+
+// netCPU is a kind's CPU in a window less the servers' idle background.
+func netCPU(k KindUsage, window time.Duration, idle map[string]float64) time.Duration {
+	if k.Kind != KindRabbitMQ && k.Kind != KindZooKeeper {
+		return k.CPU
+	}
+	return max(k.CPU-time.Duration(idle[k.Kind]*float64(window)), 0)
 }
 
 // writeRSS: the largest RSS of each process kind under load, over every
@@ -778,16 +829,18 @@ func (r *Report) writeProfiles(b *bytes.Buffer) {
 	if len(r.Profiles) == 0 {
 		return
 	}
+	idle := r.idleRates()
 	b.WriteString("\n**CPU profiles** (our stack alone, after the rounds; each Go process's samples by category: the library nearest the sample's leaf — a write(2) under gRPC is plugin RPC, an allocation under encoding/json is JSON — else own code, GC, runtime; `go tool pprof -top FILE` for the rest):\n")
 	for _, p := range r.Profiles {
-		fmt.Fprintf(b, "\n*%s, %d clients*: %s req/s, p50 %s ms.", p.Load, p.Clients,
+		fmt.Fprintf(b, "\n*%s, %s*: %s req/s, p50 %s ms.", p.Load, nClients(p.Clients),
 			num(p.Result.Throughput, 3), num(p.Result.Latency.P50, 3))
 		if p.Result.Requests > 0 {
-			b.WriteString(" CPU ms per request:")
+			b.WriteString(" CPU ms per request (servers net of their idle background):")
 			var sum time.Duration
 			for _, k := range p.Usage.Kinds {
-				sum += k.CPU
-				fmt.Fprintf(b, " %s %.2f;", k.Kind, float64(k.CPU)/float64(time.Millisecond)/float64(p.Result.Requests))
+				cpu := netCPU(k, p.Usage.Window, idle)
+				sum += cpu
+				fmt.Fprintf(b, " %s %.2f;", k.Kind, float64(cpu)/float64(time.Millisecond)/float64(p.Result.Requests))
 			}
 			fmt.Fprintf(b, " sum %.2f", float64(sum)/float64(time.Millisecond)/float64(p.Result.Requests))
 			if p.Usage.MachineAll > 0 {
