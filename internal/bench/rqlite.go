@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -35,6 +36,8 @@ func (n *RqliteNode) PID() int { return n.cmd.Process.Pid }
 // every append; SQLite in WAL mode with synchronous=OFF) and waits until
 // /readyz answers 200.
 func StartRqlite(ctx context.Context, opts RqliteOptions) (*RqliteNode, error) {
+	pidFile := filepath.Join(opts.Dir, "rqlited.pid")
+	reapRqlite(pidFile, opts.Binary)
 	if err := os.RemoveAll(opts.Dir); err != nil {
 		return nil, err
 	}
@@ -51,11 +54,13 @@ func StartRqlite(ctx context.Context, opts RqliteOptions) (*RqliteNode, error) {
 		"-raft-addr", "127.0.0.1:"+strconv.Itoa(opts.HTTPPort+1),
 		filepath.Join(opts.Dir, "data"))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// If the bench dies without stopping it, the kernel sends SIGTERM.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("rqlited: %w", err)
 	}
+	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 	n := &RqliteNode{cmd: cmd, done: make(chan struct{}), URL: fmt.Sprintf("http://127.0.0.1:%d", opts.HTTPPort)}
 	go func() {
 		n.err = cmd.Wait()
@@ -77,6 +82,26 @@ func StartRqlite(ctx context.Context, opts RqliteOptions) (*RqliteNode, error) {
 		if status(c, n.URL+"/readyz") == http.StatusOK {
 			return n, nil
 		}
+	}
+}
+
+// reapRqlite kills the rqlited an earlier run left (killed too hard to
+// stop it), when the pid file still names a live rqlited of this binary.
+func reapRqlite(pidFile, binary string) {
+	pid, err := PIDFile(pidFile)
+	if err != nil || pid <= 0 {
+		return
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || filepath.Base(exe) != filepath.Base(binary) || !strings.Contains(cmdline(pid), filepath.Dir(pidFile)) {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for range 50 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -45,6 +45,19 @@ type Stack struct {
 // StartStack starts the stack and waits until the orchestrator is ready,
 // Traefik routes and the pinned number of slaves is up, or ctx ends.
 func StartStack(ctx context.Context, opts StackOptions) (*Stack, error) {
+	// A run killed too hard to clean up left its stack running: stop it
+	// (scripts/stack.sh's stack_reap; a live run holding the lock is left
+	// alone, and its ports then make this start fail clearly).
+	if _, err := os.Stat(filepath.Join(opts.Dir, "pids")); err == nil {
+		reap := exec.CommandContext(ctx, "bash", "-c", `source "$1" && stack_reap "$2"`, "_",
+			filepath.Join(opts.Repo, "scripts", "stack.sh"), opts.Dir)
+		if out, err := reap.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("stack %s: stopping what an earlier run left: %w: %s", opts.Name, err, out)
+		}
+	}
+	if err := checkUnlocked(opts.Dir); err != nil {
+		return nil, fmt.Errorf("stack %s: %w", opts.Name, err)
+	}
 	if err := os.RemoveAll(opts.Dir); err != nil {
 		return nil, err
 	}
@@ -82,8 +95,9 @@ func StartStack(ctx context.Context, opts StackOptions) (*Stack, error) {
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C reaches the bench only, which then
-	// stops the stack in order (run.sh's trap stops every component).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// stops the stack in order (run.sh's trap stops every component). If
+	// the bench dies without stopping it, the kernel sends run.sh SIGTERM.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("stack %s: %w", opts.Name, err)
@@ -99,6 +113,22 @@ func StartStack(ctx context.Context, opts StackOptions) (*Stack, error) {
 		return nil, fmt.Errorf("stack %s: %w (log: %s.log)", opts.Name, err, opts.Dir)
 	}
 	return s, nil
+}
+
+// checkUnlocked fails when a live run holds dir's stack lock
+// (scripts/stack.sh takes it for as long as its stack runs).
+func checkUnlocked(dir string) error {
+	f, err := os.Open(filepath.Join(dir, ".lock"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("a stack is still running from %s (another bench run?): stop it first", dir)
+	}
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
 
 // Dir is the stack's state directory.
