@@ -18,24 +18,16 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin="$root/bin/rqlited"
 mkdir -p "$root/bin"
 
+# shellcheck source=scripts/pinned.sh
+source "$root/scripts/pinned.sh"
+
 log() { echo "rqlite.sh: $*" >&2; }
 
 # `rqlited -version` prints (on stderr) "rqlited v8.43.4 linux amd64 go1.26.8 sqlite3.50.4 (...)".
 version_of() { "$1" -version 2>&1 | awk '$1 == "rqlited" {print $2; exit}'; }
 
-# 1. an earlier build in bin/.
-if [ -x "$bin" ] && [ "$(version_of "$bin" || true)" = "$RQLITE_VERSION" ]; then
-  echo "$bin"
-  exit 0
-fi
-
-# 2. a build cached on this machine by an earlier clone (like scripts/traefik.sh).
-cache_dir="${RIDESHARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rideshare}"
-cached="$cache_dir/rqlited-$RQLITE_VERSION"
-if [ -x "$cached" ] && [ "$(version_of "$cached" || true)" = "$RQLITE_VERSION" ]; then
-  rm -f "$bin"
-  cp "$cached" "$bin"
-  log "using the cached build $cached"
+# 1. and 2. (scripts/pinned.sh).
+if pinned_ready rqlited "$RQLITE_VERSION" "$bin" log; then
   echo "$bin"
   exit 0
 fi
@@ -63,6 +55,6 @@ mv -f "$tmp" "$bin"
 trap - EXIT
 v=$(version_of "$bin" || true)
 [ "$v" = "$RQLITE_VERSION" ] || { log "built $bin but it reports version '${v:-unknown}'"; exit 1; }
-mkdir -p "$cache_dir" && cp "$bin" "$cached.tmp.$$" && mv -f "$cached.tmp.$$" "$cached" || true
+pinned_store rqlited "$RQLITE_VERSION" "$bin"
 log "built $bin in $(($(date +%s) - start))s"
 echo "$bin"

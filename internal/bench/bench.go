@@ -149,54 +149,26 @@ func New(opts Options) (*Bench, error) {
 	if opts.Rqlited == "" {
 		opts.Rqlited = filepath.Join(opts.Repo, "bin", "rqlited")
 	}
-	if opts.Name == "" {
-		opts.Name = d.Name
-	}
-	if opts.PortBase == 0 {
-		opts.PortBase = d.PortBase
-	}
+	orDefault(&opts.Name, d.Name)
+	orDefault(&opts.PortBase, d.PortBase)
 	if len(opts.Clients) == 0 {
 		opts.Clients = d.Clients
 	}
-	if opts.CompareClients == 0 {
-		opts.CompareClients = d.CompareClients
-	}
-	if opts.Duration == 0 {
-		opts.Duration = d.Duration
-	}
-	if opts.Rounds == 0 {
-		opts.Rounds = d.Rounds
-	}
-	if opts.Slaves == 0 {
-		opts.Slaves = d.Slaves
-	}
-	if opts.MixClients == 0 {
-		opts.MixClients = d.MixClients
-	}
-	if opts.MixDuration == 0 {
-		opts.MixDuration = d.MixDuration
-	}
-	if opts.Seeds == 0 {
-		opts.Seeds = d.Seeds
-	}
-	if opts.Idle == 0 {
-		opts.Idle = d.Idle
-	}
-	if opts.Probes == 0 {
-		opts.Probes = d.Probes
-	}
-	if opts.AMQPURL == "" {
-		opts.AMQPURL = "amqp://127.0.0.1:5672/"
-	}
+	orDefault(&opts.CompareClients, d.CompareClients)
+	orDefault(&opts.Duration, d.Duration)
+	orDefault(&opts.Rounds, d.Rounds)
+	orDefault(&opts.Slaves, d.Slaves)
+	orDefault(&opts.MixClients, d.MixClients)
+	orDefault(&opts.MixDuration, d.MixDuration)
+	orDefault(&opts.Seeds, d.Seeds)
+	orDefault(&opts.Idle, d.Idle)
+	orDefault(&opts.Probes, d.Probes)
+	orDefault(&opts.AMQPURL, "amqp://127.0.0.1:5672/")
 	if len(opts.ZKServers) == 0 {
 		opts.ZKServers = []string{"127.0.0.1:2181"}
 	}
-	if opts.Timeout == 0 {
-		opts.Timeout = d.Timeout
-	}
-	if opts.ProfileSeconds == 0 {
-		opts.ProfileSeconds = d.ProfileSeconds
-	}
+	orDefault(&opts.Timeout, d.Timeout)
+	orDefault(&opts.ProfileSeconds, d.ProfileSeconds)
 	for _, c := range append([]int{opts.CompareClients, opts.MixClients}, opts.Clients...) {
 		if c < 1 || c > loadgen.MaxClients {
 			return nil, fmt.Errorf("bench: clients must be 1..%d, got %d", loadgen.MaxClients, c)
@@ -221,6 +193,14 @@ func New(opts Options) (*Bench, error) {
 		p = io.Discard
 	}
 	return &Bench{opts: opts, progress: p}, nil
+}
+
+// orDefault sets *v to def when *v is its zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 func (b *Bench) logf(format string, args ...any) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -548,6 +549,26 @@ func (r *Report) Markdown(w io.Writer) error {
 	return err
 }
 
+// tableHeader writes a Markdown table's header: left-aligned lead
+// columns, right-aligned (numeric) cols, left-aligned tail columns.
+func tableHeader(b *bytes.Buffer, lead, cols, tail []string) {
+	b.WriteString("|")
+	for _, c := range slices.Concat(lead, cols, tail) {
+		b.WriteString(" " + c + " |")
+	}
+	b.WriteString("\n|")
+	for range lead {
+		b.WriteString("---|")
+	}
+	for range cols {
+		b.WriteString("--:|")
+	}
+	for range tail {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+}
+
 // nClients is "1 client" or "N clients".
 func nClients(n int) string {
 	if n == 1 {
@@ -703,15 +724,7 @@ func (r *Report) writeCPU(b *bytes.Buffer) {
 		b.WriteString("their columns hold what else they served meanwhile")
 	}
 	b.WriteString("):\n\n")
-	b.WriteString("| load |")
-	for _, k := range kinds {
-		b.WriteString(" " + k + " |")
-	}
-	b.WriteString(" sum | machine | machine busy |\n|---|")
-	for range kinds {
-		b.WriteString("--:|")
-	}
-	b.WriteString("--:|--:|--:|\n")
+	tableHeader(b, []string{"load"}, slices.Concat(kinds, []string{"sum", "machine", "machine busy"}), nil)
 	for _, l := range lines {
 		var req int64
 		var win, busy, machine time.Duration
@@ -863,15 +876,8 @@ func (r *Report) writeProfiles(b *bytes.Buffer) {
 				}
 			}
 		}
-		b.WriteString("| process | CPU ms / request (profile) |")
-		for _, c := range cats {
-			b.WriteString(" " + c + " |")
-		}
-		b.WriteString(" top functions (flat, runtime left out) |\n|---|--:|")
-		for range cats {
-			b.WriteString("--:|")
-		}
-		b.WriteString("---|\n")
+		tableHeader(b, []string{"process"}, append([]string{"CPU ms / request (profile)"}, cats...),
+			[]string{"top functions (flat, runtime left out)"})
 		for _, name := range []string{"orchestrator", "master", "slave"} {
 			bd, ok := p.Breakdown[name]
 			if !ok {
