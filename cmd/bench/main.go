@@ -134,12 +134,18 @@ func run() int {
 	}
 	fmt.Println()
 	os.Stdout.Write(md.Bytes())
+	partial := len(opts.Phases) < len(bench.AllPhases)
+	if partial && *docs != "" {
+		// docs/benchmarks.md keeps full runs only.
+		fmt.Fprintf(os.Stderr, "bench: a partial run (-phases %s) leaves %s alone (use -out)\n", *phases, *docs)
+		*docs = ""
+	}
 	if err := writeOutputs(rep, md.Bytes(), *docs, *out, *jsonFile); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 1
 	}
-	if len(opts.Phases) < len(bench.AllPhases) {
-		return 0 // a partial run: nothing to check it against
+	if partial {
+		return 0 // nothing to check it against
 	}
 	if err := rep.Check(smoke); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: the harness did not measure everything:\n%v\n", err)
