@@ -135,6 +135,7 @@ func Smoke() Options {
 type Bench struct {
 	opts     Options
 	progress io.Writer
+	start    time.Time
 }
 
 // New checks the options.
@@ -192,7 +193,7 @@ func New(opts Options) (*Bench, error) {
 	if p == nil {
 		p = io.Discard
 	}
-	return &Bench{opts: opts, progress: p}, nil
+	return &Bench{opts: opts, progress: p, start: time.Now()}, nil
 }
 
 // orDefault sets *v to def when *v is its zero value.
@@ -204,7 +205,7 @@ func orDefault[T comparable](v *T, def T) {
 }
 
 func (b *Bench) logf(format string, args ...any) {
-	fmt.Fprintf(b.progress, "bench: "+format+"\n", args...)
+	fmt.Fprintf(b.progress, "bench: %5.0fs "+format+"\n", append([]any{time.Since(b.start).Seconds()}, args...)...)
 }
 
 // env is what the phases share.
@@ -226,7 +227,8 @@ type env struct {
 // stopped before it returns, whatever happened.
 func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	o := b.opts
-	rep := &Report{Started: time.Now().UTC(), Options: o.summary()}
+	b.start = time.Now()
+	rep := &Report{Started: b.start.UTC(), Options: o.summary()}
 	rep.Machine = DescribeMachine(ctx, o.Repo)
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
 		return nil, err
