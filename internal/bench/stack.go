@@ -249,15 +249,15 @@ func (s *Stack) WorkerPprof(ctx context.Context) (master, slave string, err erro
 		return "", "", err
 	}
 	for _, w := range ws {
-		addrs, err := ListenAddrs(w.PID)
-		if err != nil || len(addrs) != 1 {
-			return "", "", fmt.Errorf("worker %s (pid %d): want one TCP listener (its --pprof), got %v %v", w.ID, w.PID, addrs, err)
+		addr, err := pprofAddr(ctx, w.PID)
+		if err != nil {
+			return "", "", fmt.Errorf("worker %s (pid %d): %w", w.ID, w.PID, err)
 		}
 		switch {
 		case w.Role == "master":
-			master = addrs[0]
+			master = addr
 		case w.Role == "slave" && slave == "":
-			slave = addrs[0]
+			slave = addr
 		}
 	}
 	if master == "" || slave == "" {
@@ -277,6 +277,30 @@ func (s *Stack) Batches(ctx context.Context, from, to time.Time) (BatchStats, er
 		return BatchStats{}, err
 	}
 	return ReadBatches(path, from, to)
+}
+
+// pprofAddr is the TCP listener of pid that serves /debug/pprof/ (a
+// worker's --pprof; today its only TCP listener).
+func pprofAddr(ctx context.Context, pid int) (string, error) {
+	addrs, err := ListenAddrs(pid)
+	if err != nil {
+		return "", err
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	for _, a := range addrs {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a+"/debug/pprof/cmdline", nil)
+		if err != nil {
+			continue
+		}
+		if resp, err := c.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no pprof server among its TCP listeners %v (was it started with --pprof?)", addrs)
 }
 
 // Stop stops the stack (SIGTERM to run.sh, whose trap stops every
