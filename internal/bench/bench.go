@@ -57,7 +57,10 @@ type Options struct {
 	Seeds          int           // users created before the reads (read targets)
 	Probes         int           // round trips timed per step (disk, ZooKeeper, RabbitMQ)
 	Timeout        time.Duration // one request
-	Idle           time.Duration // the shared servers' idle background is sampled this long before each round
+	// MinRequests extends each load until that many calls succeeded
+	// (Spec.MinRequests; the smoke's 1: a stall must not empty a load).
+	MinRequests int64
+	Idle        time.Duration // the shared servers' idle background is sampled this long before each round
 
 	// ProfileDir: when set, CPU profiles of the orchestrator, the master
 	// and a slave are taken under three loads (1-client writes, 16-client
@@ -127,6 +130,7 @@ func Smoke() Options {
 	o.Seeds = 16
 	o.Probes = 20
 	o.Idle = 500 * time.Millisecond
+	o.MinRequests = 1
 	o.ProfileSeconds = 1
 	return o
 }
@@ -218,6 +222,8 @@ type env struct {
 	theirs  Rqlite
 	seeds   []string
 	runID   string
+	// prober times the fixed steps, alone and while each load runs.
+	prober *Prober
 	// load numbers every load of the run, so that names made by unique
 	// differ between loads (and rounds) that share a tag.
 	load atomic.Int64
@@ -261,10 +267,11 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	e.servers = ServerProcs(portOf(o.AMQPURL, "5672"), portOf(o.ZKServers[0], "2181"))
 
 	var err error
-	if rep.Disk, err = ProbeDisk(e.one.Dir(), o.Probes); err != nil {
+	if e.prober, err = NewProber(ctx, e.one.Dir(), o.AMQPURL, o.ZKServers, o.Name); err != nil {
 		return nil, err
 	}
-	if rep.RoundTrips, err = ProbeRoundTrips(ctx, o.AMQPURL, o.ZKServers, o.Name, o.Probes); err != nil {
+	defer e.prober.Close()
+	if rep.RoundTrips, rep.Disk, err = e.prober.RoundTrips(ctx, o.Probes); err != nil {
 		return nil, err
 	}
 	b.logf("one at a time: 4 KiB write+fdatasync p50 %.2f ms; ZooKeeper sync+get p50 %.2f ms; RabbitMQ publish+confirm p50 %.2f ms (quorum), %.2f ms (transient)",
@@ -366,9 +373,11 @@ type side struct {
 func (b *Bench) measure(ctx context.Context, e *env, what string, clients int, s side) (Measure, error) {
 	o := b.opts
 	smp := NewSampler(s.procs, 250*time.Millisecond)
-	spec := Spec{Clients: clients, Warmup: o.Warmup, Duration: o.Duration, OnMeasure: func(begin bool) {
+	var stopWatch func() Env
+	spec := Spec{Clients: clients, Warmup: o.Warmup, Duration: o.Duration, MinRequests: o.MinRequests, OnMeasure: func(begin bool) {
 		if begin {
 			smp.Begin()
+			stopWatch = e.prober.Watch(ctx)
 		} else {
 			smp.End()
 		}
@@ -383,6 +392,9 @@ func (b *Bench) measure(ctx context.Context, e *env, what string, clients int, s
 		return Measure{}, err
 	}
 	m := Measure{Result: res, Usage: u}
+	if stopWatch != nil {
+		m.Env = stopWatch()
+	}
 	if s.master != nil {
 		bs, err := s.master.Batches(ctx, u.Begin, u.End)
 		if err != nil {

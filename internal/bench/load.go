@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/loadgen"
@@ -25,6 +26,10 @@ type Spec struct {
 	// begins and with false when it ends (at its deadline, or earlier when
 	// the load stops early), from a goroutine of its own.
 	OnMeasure func(begin bool)
+	// MinRequests (0: none) extends the measured phase until this many
+	// calls succeeded: the smoke's loads are short, and one stall of the
+	// machine must not leave one empty.
+	MinRequests int64
 }
 
 // Result is what one load gave. Latencies cover the successful calls only;
@@ -39,11 +44,17 @@ type Result struct {
 	Latency    loadgen.Latency `json:"latency_ms"`
 }
 
+// MaxExtension bounds how long a load with Spec.MinRequests may run past
+// its duration.
+const MaxExtension = 30 * time.Second
+
 // Run drives op from exactly spec.Clients goroutines: warm-up first (not
 // counted), then spec.Duration measured. A goroutine starts no call after
 // the deadline; a call still in flight then runs to its end (so that no
-// leftover work spills into the next load) but is not counted. ctx
-// cancels the whole load; Run then returns ctx's error.
+// leftover work spills into the next load) but is not counted. With
+// spec.MinRequests, the measured phase goes on past the deadline (at most
+// MaxExtension) until that many calls succeeded, and Elapsed says how
+// long it was. ctx cancels the whole load; Run then returns ctx's error.
 func Run(ctx context.Context, spec Spec, op Op) (Result, error) {
 	if spec.Clients < 1 {
 		return Result{}, fmt.Errorf("clients must be at least 1, got %d", spec.Clients)
@@ -55,10 +66,17 @@ func Run(ctx context.Context, spec Spec, op Op) (Result, error) {
 		lat   []time.Duration
 		errs  int64
 		first string
+		last  time.Time // end of its last counted call
 	}
 	recs := make([]clientRec, spec.Clients)
 	start := time.Now().Add(spec.Warmup)
 	end := start.Add(spec.Duration)
+	hardEnd := end.Add(MaxExtension)
+	var served atomic.Int64
+	// short: past the deadline with fewer than MinRequests served.
+	short := func(now time.Time) bool {
+		return served.Load() < spec.MinRequests && now.Before(hardEnd)
+	}
 	if spec.OnMeasure != nil {
 		stop := make(chan struct{})
 		var twg sync.WaitGroup
@@ -72,6 +90,9 @@ func Run(ctx context.Context, spec Spec, op Op) (Result, error) {
 			select {
 			case <-stop:
 			case <-time.After(time.Until(end)):
+				if short(time.Now()) {
+					<-stop // extended: the end is when the clients stop
+				}
 			}
 			spec.OnMeasure(false)
 		})
@@ -84,18 +105,19 @@ func Run(ctx context.Context, spec Spec, op Op) (Result, error) {
 			var seq int64
 			for {
 				t0 := time.Now()
-				if !t0.Before(end) {
+				if !t0.Before(end) && !short(t0) {
 					return
 				}
 				err := op(ctx, c, seq)
 				seq++
 				t1 := time.Now()
-				if ctx.Err() != nil || t1.After(end) {
+				if ctx.Err() != nil || (t1.After(end) && !short(t1)) {
 					return
 				}
 				if t0.Before(start) { // warm-up
 					continue
 				}
+				r.last = t1
 				if err != nil {
 					if r.errs == 0 {
 						r.first = err.Error()
@@ -103,6 +125,7 @@ func Run(ctx context.Context, spec Spec, op Op) (Result, error) {
 					r.errs++
 					continue
 				}
+				served.Add(1)
 				r.lat = append(r.lat, t1.Sub(t0))
 			}
 		})
@@ -111,7 +134,13 @@ func Run(ctx context.Context, spec Spec, op Op) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	res := Result{Clients: spec.Clients, Elapsed: spec.Duration.Seconds()}
+	windowEnd := end
+	for _, r := range recs {
+		if r.last.After(windowEnd) {
+			windowEnd = r.last
+		}
+	}
+	res := Result{Clients: spec.Clients, Elapsed: windowEnd.Sub(start).Seconds()}
 	var all []time.Duration
 	for _, r := range recs {
 		all = append(all, r.lat...)

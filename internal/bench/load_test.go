@@ -151,3 +151,37 @@ func TestRunRejectsBadSpecs(t *testing.T) {
 		})
 	}
 }
+
+func TestRunMinRequestsExtendsTheWindow(t *testing.T) {
+	// Every call takes longer than the window: without MinRequests the
+	// load would serve nothing.
+	slow := func(ctx context.Context, client int, seq int64) error {
+		time.Sleep(150 * time.Millisecond)
+		return nil
+	}
+	spec := Spec{Clients: 2, Duration: 50 * time.Millisecond}
+	res, err := Run(context.Background(), spec, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 0 || res.Elapsed != 0.05 {
+		t.Fatalf("without MinRequests: %d requests over %vs, want 0 over 0.05s", res.Requests, res.Elapsed)
+	}
+	var ended atomic.Bool
+	spec.MinRequests = 3
+	spec.OnMeasure = func(begin bool) {
+		if !begin {
+			ended.Store(true)
+		}
+	}
+	res, err = Run(context.Background(), spec, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests < 3 || res.Elapsed < 0.15 || !ended.Load() {
+		t.Fatalf("with MinRequests 3: %d requests over %vs (OnMeasure(false) called: %v)", res.Requests, res.Elapsed, ended.Load())
+	}
+	if want := float64(res.Requests) / res.Elapsed; res.Throughput != want {
+		t.Errorf("throughput %v, want %v", res.Throughput, want)
+	}
+}

@@ -41,24 +41,35 @@ func (b *Bench) mix(ctx context.Context, e *env) (MixRow, error) {
 			lo := paths[i].opts
 			lo.Clients, lo.Duration, lo.Timeout, lo.Clear = o.MixClients, o.MixDuration, o.Timeout, true
 			lo.Seed = uint64(round + 1) // the same call sequence on both paths
-			g, err := loadgen.New(lo)
-			if err != nil {
-				return MixRow{}, err
-			}
-			smp := NewSampler(procs, 250*time.Millisecond)
-			smp.Begin()
-			rep, err := g.Run(ctx)
-			smp.End()
-			if err != nil {
-				return MixRow{}, fmt.Errorf("public API mix %s: %w", paths[i].label, err)
-			}
-			u, err := smp.Usage()
-			if err != nil {
-				return MixRow{}, err
+			var rep *loadgen.Report
+			var u Usage
+			var env Env
+			// With MinRequests (the smoke), a run that a stall of the
+			// machine left empty is run again, up to 3 times.
+			for try := 0; try < 3; try++ {
+				g, err := loadgen.New(lo)
+				if err != nil {
+					return MixRow{}, err
+				}
+				smp := NewSampler(procs, 250*time.Millisecond)
+				smp.Begin()
+				stopWatch := e.prober.Watch(ctx)
+				rep, err = g.Run(ctx)
+				env = stopWatch()
+				smp.End()
+				if err != nil {
+					return MixRow{}, fmt.Errorf("public API mix %s: %w", paths[i].label, err)
+				}
+				if u, err = smp.Usage(); err != nil {
+					return MixRow{}, err
+				}
+				if o.MinRequests == 0 || rep.Total.Requests-rep.Total.Errors >= o.MinRequests {
+					break
+				}
 			}
 			t := rep.Total
 			ms[i] = MixMeasure{Requests: t.Requests, Throughput: t.Throughput, Latency: t.Latency,
-				Errors: t.Errors, UnexpectedErrors: t.UnexpectedErrors, Usage: u}
+				Errors: t.Errors, UnexpectedErrors: t.UnexpectedErrors, Usage: u, Env: env}
 			b.logf("%-44s %11s: %8.1f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d (unexpected %d)",
 				fmt.Sprintf("round %d/%d: public API mix %s", round+1, o.Rounds, paths[i].label), nClients(o.MixClients),
 				t.Throughput, t.Latency.P50, t.Latency.P99, t.Errors, t.UnexpectedErrors)
@@ -105,15 +116,18 @@ func (b *Bench) profiles(ctx context.Context, e *env) ([]ProfileReading, error) 
 		pr := ProfileReading{Load: l.load, Clients: l.clients, Files: map[string]string{}, Top: map[string]PprofTopTable{},
 			Breakdown: map[string]Breakdown{}}
 		smp := NewSampler(procs, 250*time.Millisecond)
+		var stopWatch func() Env
 		var wg sync.WaitGroup
 		errs := make([]error, len(targets))
 		spec := Spec{Clients: l.clients, Warmup: o.Warmup, Duration: time.Duration(o.ProfileSeconds)*time.Second + 500*time.Millisecond,
+			MinRequests: o.MinRequests,
 			OnMeasure: func(begin bool) {
 				if !begin {
 					smp.End()
 					return
 				}
 				smp.Begin()
+				stopWatch = e.prober.Watch(ctx)
 				for i, t := range targets {
 					path := filepath.Join(o.ProfileDir, fmt.Sprintf("%s-c%d-%s.pprof", l.load, l.clients, t.name))
 					pr.Files[t.name] = path
@@ -122,6 +136,9 @@ func (b *Bench) profiles(ctx context.Context, e *env) ([]ProfileReading, error) 
 			}}
 		res, err := e.run(ctx, spec, l.op)
 		wg.Wait()
+		if stopWatch != nil {
+			pr.Env = stopWatch()
+		}
 		if err != nil {
 			return nil, err
 		}

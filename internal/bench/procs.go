@@ -391,6 +391,31 @@ func ListenAddrs(pid int) ([]string, error) {
 	return out, nil
 }
 
+// Listening reports whether some socket of this network namespace listens
+// on the TCP address (host:port, as ListenAddrs prints it). Polling a port
+// with connect(2) before anyone listens can connect the client to itself
+// when the port lies in the ephemeral range (32768–60999 here, where the
+// engineers' fixed ports are): the server then cannot bind it. So the
+// bench connects only to ports that listen.
+func Listening(addr string) bool {
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 4 || f[3] != "0A" {
+				continue
+			}
+			if a, err := parseHexAddr(f[1]); err == nil && a == addr {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // parseHexAddr turns /proc/net/tcp's "0100007F:1F90" into "127.0.0.1:8080"
 // (and tcp6's 32 hex digits into an IPv6 address, or IPv4 when mapped).
 // The kernel prints each 32-bit word in host order: little-endian on the

@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"context"
 	"net"
 	"os"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/rideshare-dbaas/rideshare/internal/loadgen"
+	"github.com/rideshare-dbaas/rideshare/internal/testenv"
 )
 
 func TestParseHexAddr(t *testing.T) {
@@ -90,12 +94,54 @@ func TestSamplerSeesItsOwnProcess(t *testing.T) {
 	}
 }
 
-func TestProbeDisk(t *testing.T) {
-	d, err := ProbeDisk(t.TempDir(), 5)
+// TestProber times the fixed steps on the real servers (make test starts
+// them; without them it skips, or fails under RIDESHARE_REQUIRE_SERVERS).
+func TestProber(t *testing.T) {
+	testenv.RequireServers(t)
+	ctx := context.Background()
+	p, err := NewProber(ctx, t.TempDir(), testenv.AMQPURL(), testenv.ZKServers(), testenv.Name(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Writes != 5 || d.Fsync.P50 <= 0 || d.Fdatasync.Max < d.Fdatasync.P50 {
-		t.Errorf("probe %+v", d)
+	defer p.Close()
+	rt, ds, err := p.RoundTrips(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string]loadgen.Latency{"fsync": ds.Fsync, "fdatasync": ds.Fdatasync,
+		"zk": rt.ZKSyncGet, "quorum": rt.QuorumConfirm, "transient": rt.TransientConfirm} {
+		if l.P50 <= 0 || l.Max < l.P50 {
+			t.Errorf("%s: %+v", name, l)
+		}
+	}
+	stop := p.Watch(ctx)
+	// Wait for two samples (a condition with a deadline, not a sleep).
+	deadline := time.Now().Add(30 * time.Second)
+	var env Env
+	for {
+		time.Sleep(3 * EnvInterval) // the poll interval of this wait
+		env = stop()
+		if env.Samples >= 1 || time.Now().After(deadline) {
+			break
+		}
+		stop = p.Watch(ctx)
+	}
+	if env.Samples < 1 || env.Quorum.P50 <= 0 || env.ZK.P50 <= 0 || env.Fdatasync.P50 <= 0 {
+		t.Errorf("watch saw %+v", env)
+	}
+}
+
+func TestListening(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if !Listening(addr) {
+		t.Errorf("Listening(%s) = false while it listens", addr)
+	}
+	ln.Close()
+	if Listening(addr) {
+		t.Errorf("Listening(%s) = true after Close", addr)
 	}
 }

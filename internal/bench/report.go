@@ -33,6 +33,8 @@ type Measure struct {
 	Usage Usage `json:"usage"`
 	// Batches is the master's group commits in the window (our writes).
 	Batches *BatchStats `json:"batches,omitempty"`
+	// Env is what the fixed steps took meanwhile.
+	Env Env `json:"env"`
 }
 
 // Row is one line of the side-by-side table: the same load on both sides,
@@ -62,6 +64,7 @@ type MixMeasure struct {
 	Errors           int64           `json:"errors"`
 	UnexpectedErrors int64           `json:"unexpected_errors"`
 	Usage            Usage           `json:"usage"`
+	Env              Env             `json:"env"`
 }
 
 // MixRow compares the public API mix through Traefik and direct.
@@ -119,6 +122,7 @@ type ProfileReading struct {
 	Breakdown map[string]Breakdown `json:"breakdown"`
 	// Batches is the master's group commits (write loads).
 	Batches *BatchStats `json:"batches,omitempty"`
+	Env     Env         `json:"env"`
 }
 
 // Machine says where and on what the run happened.
@@ -536,6 +540,7 @@ func (r *Report) Markdown(w io.Writer) error {
 
 	r.writeRoundTrips(&b)
 	r.writeBatches(&b)
+	r.writeEnv(&b)
 	r.writeCPU(&b)
 	r.writeRSS(&b)
 	r.writeProfiles(&b)
@@ -683,26 +688,72 @@ func (r *Report) writeBatches(b *bytes.Buffer) {
 	}
 }
 
-// writeCPU: CPU time per request by process kind, summed over the rounds.
-func (r *Report) writeCPU(b *bytes.Buffer) {
-	type line struct {
-		label string
-		ms    []Measure
-	}
-	var lines []line
+// loadLine is a labelled series of measures: one line of the CPU and
+// environment tables.
+type loadLine struct {
+	label string
+	ms    []Measure
+}
+
+// loadLines are every measured load, ours then rqlite's for each row.
+func (r *Report) loadLines() []loadLine {
+	var lines []loadLine
 	for _, row := range r.Rows {
 		if row.Load == LoadRead && strings.Contains(row.Theirs, LevelLinearizable) {
-			lines = append(lines, line{fmt.Sprintf("rqlite read linearizable, %d cl.", row.Clients), row.TheirsRuns})
+			lines = append(lines, loadLine{fmt.Sprintf("rqlite read linearizable, %d cl.", row.Clients), row.TheirsRuns})
 			continue
 		}
-		lines = append(lines, line{fmt.Sprintf("ours %s, %d cl.", row.Load, row.Clients), row.OursRuns})
+		lines = append(lines, loadLine{fmt.Sprintf("ours %s, %d cl.", row.Load, row.Clients), row.OursRuns})
 		theirs := "rqlite " + row.Load
 		if row.Load == LoadRead {
 			theirs += " weak"
 		}
-		lines = append(lines, line{fmt.Sprintf("%s, %d cl.", theirs, row.Clients), row.TheirsRuns})
+		lines = append(lines, loadLine{fmt.Sprintf("%s, %d cl.", theirs, row.Clients), row.TheirsRuns})
 	}
-	lines = append(lines, line{fmt.Sprintf("ours write, %d cl., %d slaves", r.Slaves.Clients, r.Slaves.Slaves), r.Slaves.ManyRuns})
+	if len(r.Slaves.ManyRuns) > 0 {
+		lines = append(lines,
+			loadLine{fmt.Sprintf("ours write, %d cl., 1 slave (slaves comparison)", r.Slaves.Clients), r.Slaves.OneRuns},
+			loadLine{fmt.Sprintf("ours write, %d cl., %d slaves", r.Slaves.Clients, r.Slaves.Slaves), r.Slaves.ManyRuns})
+	}
+	return lines
+}
+
+// writeEnv: what the fixed steps took while each load ran.
+func (r *Report) writeEnv(b *bytes.Buffer) {
+	lines := r.loadLines()
+	seen := false
+	for _, l := range lines {
+		for _, m := range l.ms {
+			seen = seen || m.Env.Samples > 0
+		}
+	}
+	if !seen {
+		return
+	}
+	fmt.Fprintf(b, "\n**The environment during each load** (the fixed steps above, probed every %s while the load ran; p50 over the rounds, and the largest single probe): a load whose disk, ZooKeeper or RabbitMQ was slow meanwhile ran on a slower machine.\n\n", EnvInterval)
+	tableHeader(b, []string{"load"}, []string{"fdatasync p50 ms", "max", "ZooKeeper sync + get p50 ms", "max", "quorum confirm p50 ms", "max"}, nil)
+	for _, l := range lines {
+		var env []Env
+		for _, m := range l.ms {
+			if m.Env.Samples > 0 {
+				env = append(env, m.Env)
+			}
+		}
+		if len(env) == 0 {
+			continue
+		}
+		f := func(g func(Env) float64) string { return spanOf(pick(env, g)).format(2) }
+		mx := func(g func(Env) float64) string { return num(spanOf(pick(env, g)).hi, 2) }
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", l.label,
+			f(func(e Env) float64 { return e.Fdatasync.P50 }), mx(func(e Env) float64 { return e.Fdatasync.Max }),
+			f(func(e Env) float64 { return e.ZK.P50 }), mx(func(e Env) float64 { return e.ZK.Max }),
+			f(func(e Env) float64 { return e.Quorum.P50 }), mx(func(e Env) float64 { return e.Quorum.Max }))
+	}
+}
+
+// writeCPU: CPU time per request by process kind, summed over the rounds.
+func (r *Report) writeCPU(b *bytes.Buffer) {
+	lines := r.loadLines()
 	var all []Measure
 	for _, l := range lines {
 		all = append(all, l.ms...)
@@ -719,7 +770,7 @@ func (r *Report) writeCPU(b *bytes.Buffer) {
 	b.WriteString("\n**CPU per request by process** (ms of CPU per served request, from `/proc/PID/stat` over the measured windows, all rounds; " +
 		"\"machine\" is every process on the machine, so machine − sum is what ran beside the bench. RabbitMQ and ZooKeeper serve other users of the machine too: ")
 	if idleWin > 0 {
-		fmt.Fprintf(b, "their idle background, sampled before each round (RabbitMQ %.0f ms, ZooKeeper %.0f ms of CPU a second), is taken off their columns", 1000*idleRate[KindRabbitMQ], 1000*idleRate[KindZooKeeper])
+		fmt.Fprintf(b, "the lowest idle background sampled before the rounds (RabbitMQ %.0f ms, ZooKeeper %.0f ms of CPU a second) is taken off their columns, which are thus upper bounds", 1000*idleRate[KindRabbitMQ], 1000*idleRate[KindZooKeeper])
 	} else {
 		b.WriteString("their columns hold what else they served meanwhile")
 	}
@@ -763,21 +814,20 @@ func (r *Report) writeCPU(b *bytes.Buffer) {
 }
 
 // idleRates is the shared servers' idle background, CPU time per unit of
-// time, by kind (from Idle): they serve the other users of the machine too.
+// time, by kind (from Idle): they serve the other users of the machine
+// too. The lowest sample is taken, so what is left is an upper bound of
+// what our load cost them.
 func (r *Report) idleRates() map[string]float64 {
 	rate := map[string]float64{}
-	var win time.Duration
-	for _, u := range r.Idle {
-		win += u.Window
-		for _, k := range u.Kinds {
-			rate[k.Kind] += float64(k.CPU)
+	for i, u := range r.Idle {
+		if u.Window <= 0 {
+			continue
 		}
-	}
-	for k := range rate {
-		if win > 0 {
-			rate[k] /= float64(win)
-		} else {
-			rate[k] = 0
+		for _, kind := range []string{KindRabbitMQ, KindZooKeeper} {
+			x := float64(u.Of(kind).CPU) / float64(u.Window)
+			if old, ok := rate[kind]; !ok || i == 0 || x < old {
+				rate[kind] = x
+			}
 		}
 	}
 	return rate
@@ -860,6 +910,11 @@ func (r *Report) writeProfiles(b *bytes.Buffer) {
 				fmt.Fprintf(b, "; machine busy %.0f %%", 100*float64(p.Usage.MachineBusy)/float64(p.Usage.MachineAll))
 			}
 			b.WriteString(".")
+		}
+		if p.Env.Samples > 0 {
+			fmt.Fprintf(b, " Meanwhile fdatasync p50 %s ms (max %s), ZooKeeper sync + get %s (%s), quorum confirm %s (%s).",
+				num(p.Env.Fdatasync.P50, 2), num(p.Env.Fdatasync.Max, 2), num(p.Env.ZK.P50, 2), num(p.Env.ZK.Max, 2),
+				num(p.Env.Quorum.P50, 2), num(p.Env.Quorum.Max, 2))
 		}
 		if bs := p.Batches; bs != nil && bs.Batches > 0 {
 			fmt.Fprintf(b, " The master: %s batches/s of %.1f writes (largest %d), batch p50 %s ms, busy %.0f %%.",

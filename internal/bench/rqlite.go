@@ -79,7 +79,7 @@ func StartRqlite(ctx context.Context, opts RqliteOptions) (*RqliteNode, error) {
 			return nil, fmt.Errorf("rqlited not ready: %w (log: %s)", ctx.Err(), logf.Name())
 		case <-time.After(200 * time.Millisecond):
 		}
-		if status(c, n.URL+"/readyz") == http.StatusOK {
+		if Listening(strings.TrimPrefix(n.URL, "http://")) && status(c, n.URL+"/readyz") == http.StatusOK {
 			return n, nil
 		}
 	}

@@ -147,6 +147,10 @@ func (s *Stack) waitReady(ctx context.Context) error {
 			return fmt.Errorf("not ready: %s: %w", last, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
+		if !Listening(strings.TrimPrefix(s.LBURL, "http://")) || !Listening(strings.TrimPrefix(s.OrchURL, "http://")) {
+			last = "Traefik or the orchestrator does not listen yet"
+			continue
+		}
 		// Routed: what scripts/stack.sh's stack_is_routed accepts.
 		switch code := status(c, s.LBURL+"/api/v1/users"); code {
 		case 0, http.StatusNotFound, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
