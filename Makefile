@@ -65,10 +65,11 @@ bench: servers build traefik rqlite ## our DBaaS vs rqlite in one run (~7 min); 
 
 # The smoke's ports and names (BENCH_SMOKE_PORT_BASE.. +401, stacks
 # BENCH_SMOKE_NAME-1 and -2), so that two checkouts can run make test at once.
+# A hung smoke is stopped after 10 min (SIGTERM: the bench stops its stacks).
 BENCH_SMOKE_PORT_BASE ?= 48500
 BENCH_SMOKE_NAME ?= bench-smoke
 bench-smoke: servers build traefik rqlite ## make bench's harness end to end with tiny loads, ~30 s (checks it works, not speed)
-	bin/bench -smoke -port-base $(BENCH_SMOKE_PORT_BASE) -name $(BENCH_SMOKE_NAME)
+	timeout 600 bin/bench -smoke -port-base $(BENCH_SMOKE_PORT_BASE) -name $(BENCH_SMOKE_NAME)
 
 test: servers build traefik unit acceptance bench-smoke ## everything CI runs
 

@@ -35,7 +35,23 @@ func (n *RqliteNode) PID() int { return n.cmd.Process.Pid }
 // durability (see docs/benchmarks.md: the Raft log in BoltDB, fsynced on
 // every append; SQLite in WAL mode with synchronous=OFF) and waits until
 // /readyz answers 200.
+// A port in use (see StartStack) makes it try again, 3 times in all.
 func StartRqlite(ctx context.Context, opts RqliteOptions) (*RqliteNode, error) {
+	var err error
+	for try := 1; ; try++ {
+		var n *RqliteNode
+		if n, err = startRqlite(ctx, opts); err == nil || try == 3 || !portClash(filepath.Join(opts.Dir, "rqlited.log")) {
+			return n, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
+func startRqlite(ctx context.Context, opts RqliteOptions) (*RqliteNode, error) {
 	pidFile := filepath.Join(opts.Dir, "rqlited.pid")
 	reapRqlite(pidFile, opts.Binary)
 	if err := os.RemoveAll(opts.Dir); err != nil {

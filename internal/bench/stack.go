@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,7 +45,33 @@ type Stack struct {
 
 // StartStack starts the stack and waits until the orchestrator is ready,
 // Traefik routes and the pinned number of slaves is up, or ctx ends.
+//
+// The fixed ports lie in Linux's ephemeral range (32768–60999), so any
+// outgoing connection on the machine may hold one as its local port for a
+// while: a start that failed on a port in use is tried again, 3 times in
+// all, a few seconds apart.
 func StartStack(ctx context.Context, opts StackOptions) (*Stack, error) {
+	var err error
+	for try := 1; ; try++ {
+		var s *Stack
+		if s, err = startStack(ctx, opts); err == nil || try == 3 || !portClash(opts.Dir+".log") {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
+// portClash: the log says a port was in use.
+func portClash(log string) bool {
+	b, _ := os.ReadFile(log)
+	return bytes.Contains(b, []byte("address already in use")) || bytes.Contains(b, []byte("is already in use"))
+}
+
+func startStack(ctx context.Context, opts StackOptions) (*Stack, error) {
 	// A run killed too hard to clean up left its stack running: stop it
 	// (scripts/stack.sh's stack_reap; a live run holding the lock is left
 	// alone, and its ports then make this start fail clearly).
