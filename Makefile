@@ -12,9 +12,9 @@ SHELL := bash
 GO ?= go
 BIN := $(CURDIR)/bin
 # The binaries: one per cmd package, each built into bin/ under its folder's name.
-CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./cmd/bench
+CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./traefik/cmd/traefik-render ./cmd/bench
 
-.PHONY: help servers servers-down build traefik rqlite protoc generate unit acceptance bench bench-smoke test run chaos fmt vet clean
+.PHONY: help servers servers-down build traefik rqlite protoc generate unit acceptance bench bench-smoke test run nomad chaos fmt vet clean
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -81,6 +81,9 @@ chaos: servers build ## the long chaos run (CHAOS_DURATION, default 4m; restarts
 
 run: ## the whole stack in the foreground (Ctrl-C stops it); entry point :8080
 	scripts/run.sh
+
+nomad: ## the stack as Nomad jobs on a dev agent (needs nomad; Ctrl-C stops it); docs/nomad.md
+	scripts/nomad.sh
 
 fmt: ## gofmt -w the Go files
 	$(GO) fmt ./...

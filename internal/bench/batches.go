@@ -18,22 +18,28 @@ type BatchStats struct {
 	Batches    int     `json:"batches"`
 	WritesMean float64 `json:"writes_per_batch_mean"`
 	WritesMax  int     `json:"writes_per_batch_max"`
-	// Commit is the fence check, the handlers and the SQLite commit;
-	// Total adds the sync publish, the second fence check and the ack.
+	// Commit is the group commit's transaction: the handlers and the
+	// SQLite commit (before the pipeline, the fence check too). Total,
+	// when the line has it (the serial master before the pipeline), adds
+	// the sync publish, the second fence check and the ack.
 	Commit loadgen.Latency `json:"commit_ms"`
 	Total  loadgen.Latency `json:"total_ms"`
-	// Busy is the share of the window the master spent in batches.
+	// Busy is the share of the window the master spent in batches (in
+	// transactions, when the line has no total).
 	Busy float64 `json:"busy"`
 }
 
-// batchLine is one "batch committed" line of worker/master.go; slog's
-// JSON handler writes durations as nanoseconds.
+// batchLine is one "batch committed" line of the master: {writes, commit,
+// total} from the serial master, {writes, took} from the pipelined one
+// (took: the transaction). slog's JSON handler writes durations as
+// nanoseconds.
 type batchLine struct {
 	Time   time.Time     `json:"time"`
 	Msg    string        `json:"msg"`
 	Writes int           `json:"writes"`
 	Commit time.Duration `json:"commit"`
 	Total  time.Duration `json:"total"`
+	Took   time.Duration `json:"took"`
 }
 
 // ReadBatches reads a worker's log and sums up the batches that ended in
@@ -59,18 +65,26 @@ func ReadBatches(logPath string, from, to time.Time) (BatchStats, error) {
 		if json.Unmarshal(line, &l) != nil || l.Msg != "batch committed" || l.Time.Before(from) || !l.Time.Before(to) {
 			continue
 		}
+		if l.Commit == 0 && l.Took > 0 {
+			l.Commit = l.Took
+		}
 		st.Batches++
 		writes += l.Writes
 		st.WritesMax = max(st.WritesMax, l.Writes)
-		commits, totals = append(commits, l.Commit), append(totals, l.Total)
-		busy += l.Total
+		commits = append(commits, l.Commit)
+		if l.Total > 0 {
+			totals = append(totals, l.Total)
+			busy += l.Total
+		} else {
+			busy += l.Commit
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return st, fmt.Errorf("%s: %w", logPath, err)
 	}
 	if st.Batches > 0 {
 		st.WritesMean = float64(writes) / float64(st.Batches)
-		st.Commit, st.Total = loadgen.Summarize(commits), loadgen.Summarize(totals)
+		st.Commit, st.Total = loadgen.Summarize(commits), loadgen.Summarize(totals) // no totals: zero
 		st.Busy = busy.Seconds() / to.Sub(from).Seconds()
 	}
 	return st, nil

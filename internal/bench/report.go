@@ -669,7 +669,12 @@ func (r *Report) writeBatches(b *bytes.Buffer) {
 		if len(bs) == 0 {
 			continue
 		}
-		f := func(g func(BatchStats) float64) string { return spanOf(pick(bs, g)).format(3) }
+		f := func(g func(BatchStats) float64) string {
+			if sp := spanOf(pick(bs, g)); sp.hi > 0 {
+				return sp.format(3)
+			}
+			return "–" // not in this master's lines
+		}
 		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s / %s | %s / %s | %s |", l.label,
 			f(func(s BatchStats) float64 { return float64(s.Batches) / r.Options.Duration }),
 			f(func(s BatchStats) float64 { return s.WritesMean }),
@@ -681,7 +686,7 @@ func (r *Report) writeBatches(b *bytes.Buffer) {
 	if len(rows) == 0 {
 		return
 	}
-	b.WriteString("\n**Group commit on the master** (its own account: one `batch committed` debug line per batch; \"commit\" is the fence check, the handlers through the plugin and the SQLite commit, \"batch\" adds the sync-stream publish with its confirm, the second fence check and the ack; \"busy\" is the share of the window the master spent in batches):\n\n")
+	b.WriteString("\n**Group commit on the master** (its own account: one `batch committed` debug line per batch; \"commit\" is the group commit's transaction: the handlers and the SQLite commit, and before the pipelined master the fence check too; \"batch\", which only the serial master logged, adds the sync-stream publish with its confirm, the second fence check and the ack; \"busy\" is the share of the window spent in batches, or in transactions when there is no batch time):\n\n")
 	b.WriteString("| load | batches/s | writes per batch | largest batch | commit p50 / p99 ms | batch p50 / p99 ms | busy % |\n|---|--:|--:|--:|--:|--:|--:|\n")
 	for _, row := range rows {
 		b.WriteString(row + "\n")
