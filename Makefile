@@ -68,7 +68,7 @@ bench: servers build traefik rqlite ## our DBaaS vs rqlite in one run (~7 min); 
 # A hung smoke is stopped after 10 min (SIGTERM: the bench stops its stacks).
 BENCH_SMOKE_PORT_BASE ?= 48500
 BENCH_SMOKE_NAME ?= bench-smoke
-bench-smoke: servers build traefik rqlite ## make bench's harness end to end with tiny loads, ~30 s (checks it works, not speed)
+bench-smoke: servers build traefik rqlite ## make bench's harness end to end with tiny loads, 30-90 s (checks it works, not speed)
 	timeout 600 bin/bench -smoke -port-base $(BENCH_SMOKE_PORT_BASE) -name $(BENCH_SMOKE_NAME)
 
 test: servers build traefik unit acceptance bench-smoke ## everything CI runs
