@@ -12,9 +12,9 @@ SHELL := bash
 GO ?= go
 BIN := $(CURDIR)/bin
 # The binaries: one per cmd package, each built into bin/ under its folder's name.
-CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./traefik/cmd/traefik-render
+CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./traefik/cmd/traefik-render ./cmd/bench
 
-.PHONY: help servers servers-down build traefik protoc generate unit acceptance test run nomad chaos fmt vet clean
+.PHONY: help servers servers-down build traefik rqlite protoc generate unit acceptance bench bench-smoke test run nomad chaos fmt vet clean
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -32,6 +32,9 @@ build: ## build the binaries into bin/ and the worker's handler plugins into bin
 
 traefik: ## make sure bin/traefik exists (builds it the first time, ~7 min)
 	scripts/traefik.sh >/dev/null
+
+rqlite: ## make sure bin/rqlited exists (builds rqlite v8.43.4 the first time, ~3 min; for make bench)
+	scripts/rqlite.sh >/dev/null
 
 protoc: ## install protoc and the pinned Go generators (the generated-code freshness test needs them)
 	scripts/protoc.sh setup
@@ -52,7 +55,23 @@ unit: servers build traefik protoc ## go test -race ./... (with the servers, bin
 acceptance: ## the shared acceptance suite against a throwaway stack
 	scripts/acceptance.sh
 
-test: servers build traefik unit acceptance ## everything CI runs
+# The side-by-side benchmark (internal/bench, docs/benchmarks.md): ports
+# 48000-48499, stacks bench-1 and bench-8, state in .bench/. Knobs through
+# BENCH_ARGS, e.g. BENCH_ARGS="-duration 8s -rounds 3 -clients 1,16".
+BENCH_ARGS ?=
+bench: servers build traefik rqlite ## our DBaaS vs rqlite in one run (~7 min); the table goes into docs/benchmarks.md
+	@mkdir -p .bench
+	bin/bench -docs docs/benchmarks.md -json .bench/report.json -profile-dir .bench/profiles $(BENCH_ARGS)
+
+# The smoke's ports and names (BENCH_SMOKE_PORT_BASE.. +401, stacks
+# BENCH_SMOKE_NAME-1 and -2), so that two checkouts can run make test at once.
+# A hung smoke is stopped after 10 min (SIGTERM: the bench stops its stacks).
+BENCH_SMOKE_PORT_BASE ?= 48500
+BENCH_SMOKE_NAME ?= bench-smoke
+bench-smoke: servers build traefik rqlite ## make bench's harness end to end with tiny loads, 30-90 s (checks it works, not speed)
+	timeout 600 bin/bench -smoke -port-base $(BENCH_SMOKE_PORT_BASE) -name $(BENCH_SMOKE_NAME)
+
+test: servers build traefik unit acceptance bench-smoke ## everything CI runs
 
 CHAOS_DURATION ?= 4m
 chaos: servers build ## the long chaos run (CHAOS_DURATION, default 4m; restarts RabbitMQ once); report in .run/chaos-report.json

@@ -7,14 +7,21 @@
 #
 # RUN_PORT_BASE (default 8000) moves all the ports (see scripts/stack.sh),
 # RUN_NAME (default run) names the stack (ZooKeeper root, queue prefix),
-# RUN_SCALE_WINDOW (default 2m) sets the autoscaler's window.
+# RUN_SCALE_WINDOW (default 2m) sets the autoscaler's window,
+# RUN_DIR (default .run) holds the state and logs,
+# RUN_ORCH_ARGS adds orchestrator flags (words split on spaces, e.g.
+# "--min-slaves 8 --max-slaves 8"), and RUN_SKIP_MAKE=1 skips `make servers
+# build traefik` (the caller did it: make bench runs two stacks at once).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/stack.sh
 source "$repo/scripts/stack.sh"
 
-make -C "$repo" --no-print-directory servers build traefik
+if [ "${RUN_SKIP_MAKE:-}" != 1 ]; then
+  make -C "$repo" --no-print-directory servers build traefik
+fi
+read -r -a STACK_ORCH_ARGS <<<"${RUN_ORCH_ARGS:-}"
 
 finish() {
   local rc=$?
@@ -26,7 +33,7 @@ trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-stack_start "${RUN_NAME:-run}" "$repo/.run" "${RUN_PORT_BASE:-8000}" "${RUN_SCALE_WINDOW:-2m}"
+stack_start "${RUN_NAME:-run}" "${RUN_DIR:-$repo/.run}" "${RUN_PORT_BASE:-8000}" "${RUN_SCALE_WINDOW:-2m}"
 stack_print_urls
 echo
 stack_log "running; Ctrl-C stops the stack"

@@ -37,6 +37,8 @@ STACK_COMPONENTS=(orchestrator users rides traefik)
 
 # ---- The binaries' command lines: the one place to adjust their flags. ----
 # Each sets the array CMD. Ports and names come from stack_start's variables.
+# STACK_ORCH_ARGS (an array, set before stack_start) adds orchestrator flags,
+# e.g. (--min-slaves 8 --max-slaves 8 --pprof 127.0.0.1:48090).
 
 cmd_orchestrator() {
   CMD=("$STACK_BIN/orchestrator"
@@ -48,7 +50,8 @@ cmd_orchestrator() {
     --runtime process
     --worker-binary "$STACK_BIN/worker"
     --data-dir "$STACK_DIR/dbaas"
-    --scale-window "$STACK_SCALE_WINDOW")
+    --scale-window "$STACK_SCALE_WINDOW"
+    ${STACK_ORCH_ARGS[@]+"${STACK_ORCH_ARGS[@]}"})
 }
 
 cmd_users() {

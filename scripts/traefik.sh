@@ -17,6 +17,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin="$root/bin/traefik"
 mkdir -p "$root/bin"
 
+# shellcheck source=scripts/pinned.sh
+source "$root/scripts/pinned.sh"
+
 log() { echo "traefik.sh: $*" >&2; }
 
 # `traefik version` prints "Version:      v3.6.12" among other lines.
@@ -41,20 +44,9 @@ if [ -z "${TRAEFIK_FORCE_BUILD:-}" ] && onpath=$(command -v traefik 2>/dev/null)
   fi
 fi
 
-# 2. cached build (or an earlier PATH symlink) with the pinned version.
-if [ -x "$bin" ] && [ "$(version_of "$bin" || true)" = "$TRAEFIK_VERSION" ]; then
-  echo "$bin"
-  exit 0
-fi
-
-# 2b. a build cached on this machine by an earlier clone (like Go's own build
-# cache: a fresh clone on the same machine does not rebuild Traefik).
-cache_dir="${RIDESHARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rideshare}"
-cached="$cache_dir/traefik-$TRAEFIK_VERSION"
-if [ -x "$cached" ] && [ "$(version_of "$cached" || true)" = "$TRAEFIK_VERSION" ]; then
-  rm -f "$bin"
-  cp "$cached" "$bin"
-  log "using the cached build $cached"
+# 2. cached build (or an earlier PATH symlink) with the pinned version;
+# 2b. a build cached on this machine by an earlier clone (scripts/pinned.sh).
+if pinned_ready traefik "$TRAEFIK_VERSION" "$bin" log; then
   echo "$bin"
   exit 0
 fi
@@ -76,6 +68,6 @@ trap 'rm -f "$tmp"' EXIT
 rm -f "$bin"          # may be a stale symlink to a PATH binary
 mv -f "$tmp" "$bin"
 trap - EXIT
-mkdir -p "$cache_dir" && cp "$bin" "$cached.tmp.$$" && mv -f "$cached.tmp.$$" "$cached" || true
+pinned_store traefik "$TRAEFIK_VERSION" "$bin"
 log "built $bin in $(( $(date +%s) - start ))s"
 echo "$bin"

@@ -54,15 +54,15 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestSummarize(t *testing.T) {
-	// Unsorted on purpose: summarize sorts.
+	// Unsorted on purpose: Summarize sorts.
 	samples := []time.Duration{4 * time.Millisecond, 1 * time.Millisecond, 3 * time.Millisecond, 2 * time.Millisecond}
-	got := summarize(samples)
+	got := Summarize(samples)
 	want := Latency{Mean: 2.5, P50: 2, P90: 4, P99: 4, Max: 4}
 	if got != want {
-		t.Errorf("summarize = %+v, want %+v", got, want)
+		t.Errorf("Summarize = %+v, want %+v", got, want)
 	}
-	if (summarize(nil) != Latency{}) {
-		t.Errorf("summarize(nil) not zero")
+	if (Summarize(nil) != Latency{}) {
+		t.Errorf("Summarize(nil) not zero")
 	}
 }
 

@@ -81,8 +81,8 @@ func ms(d time.Duration) float64 {
 	return math.Round(float64(d)/float64(time.Microsecond)) / 1000
 }
 
-// summarize computes the latency summary; it sorts samples in place.
-func summarize(samples []time.Duration) Latency {
+// Summarize computes the latency summary; it sorts samples in place.
+func Summarize(samples []time.Duration) Latency {
 	if len(samples) == 0 {
 		return Latency{}
 	}
@@ -196,7 +196,7 @@ func (r *recorder) stats(mix Mix, elapsed time.Duration) (routes []RouteStats, t
 		s.Requests = int64(len(r.lat[rt]))
 		s.Throughput = rate(s.Requests)
 		all = append(all, r.lat[rt]...)
-		s.Latency = summarize(r.lat[rt])
+		s.Latency = Summarize(r.lat[rt])
 		for st, n := range r.statuses[rt] {
 			s.Statuses[strconv.Itoa(st)] += n
 			total.Statuses[strconv.Itoa(st)] += n
@@ -222,7 +222,7 @@ func (r *recorder) stats(mix Mix, elapsed time.Duration) (routes []RouteStats, t
 		routes = append(routes, s)
 	}
 	total.Throughput = rate(total.Requests)
-	total.Latency = summarize(all)
+	total.Latency = Summarize(all)
 	return routes, total
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
+	"github.com/rideshare-dbaas/rideshare/internal/profiling"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 	"github.com/rideshare-dbaas/rideshare/orchestrator"
 )
@@ -27,6 +28,8 @@ func main() {
 		keep       bool
 		dieWith    bool
 		nomadOpts  orchestrator.NomadOptions
+		pprofAddr  string
+		workerProf string
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8000", "HTTP listen address")
 	flag.StringVar(&opts.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
@@ -50,6 +53,8 @@ func main() {
 	flag.BoolVar(&keep, "keep-workers", false, "leave workers running when the orchestrator stops (a new one adopts them)")
 	flag.BoolVar(&dieWith, "workers-die-with-orchestrator", false, "have the kernel kill the workers when the orchestrator dies, however it dies (tests: nothing outlives them); off in production, where workers outlive a crashed orchestrator")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&pprofAddr, "pprof", "", "serve Go profiles (/debug/pprof/) on this loopback address (off when empty)")
+	flag.StringVar(&workerProf, "worker-pprof", "", "the workers' --pprof address (127.0.0.1:0: each picks a port; off when empty)")
 	flag.Parse()
 
 	log, err := cmdutil.Logger("orchestrator", logLevel)
@@ -65,6 +70,9 @@ func main() {
 		"--zk-timeout", opts.ZKTimeout.String(),
 		"--queue-prefix", opts.QueuePrefix,
 		"--log-level", workerLogs,
+	}
+	if workerProf != "" {
+		workerArgs = append(workerArgs, "--pprof", workerProf)
 	}
 	if runtime == "auto" {
 		// A Nomad agent that answers wins, when an address is configured;
@@ -107,6 +115,11 @@ func main() {
 	}
 	ctx, stop := cmdutil.SignalContext()
 	defer stop()
+	if pprofAddr != "" {
+		if _, err := profiling.Serve(ctx, pprofAddr, log.With("subsystem", "pprof")); err != nil {
+			cmdutil.Exit("orchestrator", err, 2)
+		}
+	}
 	err = o.Run(ctx)
 	if cerr := opts.Runtime.Close(!keep); cerr != nil {
 		log.Warn("closing the runtime", "err", cerr)

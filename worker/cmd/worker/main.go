@@ -16,6 +16,7 @@ import (
 
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
+	"github.com/rideshare-dbaas/rideshare/internal/profiling"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 	"github.com/rideshare-dbaas/rideshare/worker"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginhost"
@@ -37,6 +38,7 @@ func main() {
 		zk       string
 		logLevel string
 		plugins  pluginhost.Config
+		pprof    string
 	)
 	flag.StringVar(&opts.ID, "id", "", "worker id (unique; the orchestrator sets it)")
 	flag.StringVar(&opts.DataDir, "data-dir", "", "directory of this worker's database")
@@ -52,6 +54,7 @@ func main() {
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&plugins.Dir, "plugin-dir", defaultPluginDir(), "directory of the handler plugins")
 	flag.StringVar(&plugins.Manifest, "plugin-manifest", "", "plugin manifest (default <plugin-dir>/"+pluginhost.ManifestName+")")
+	flag.StringVar(&pprof, "pprof", "", "serve Go profiles (/debug/pprof/) on this loopback address (port 0 picks one; off when empty)")
 	flag.Parse()
 
 	log, err := cmdutil.Logger("worker", logLevel)
@@ -82,6 +85,11 @@ func main() {
 	}
 	ctx, stop := cmdutil.SignalContext()
 	defer stop()
+	if pprof != "" {
+		if _, err := profiling.Serve(ctx, pprof, log.With("subsystem", "pprof")); err != nil {
+			exit(err, 2)
+		}
+	}
 	go host.Run(ctx) // rolling reload on SIGHUP or a changed manifest
 	if err := w.Run(ctx); err != nil {
 		code := 1
