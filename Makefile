@@ -56,7 +56,7 @@ acceptance: ## the shared acceptance suite against a throwaway stack
 	scripts/acceptance.sh
 
 # The side-by-side benchmark (internal/bench, docs/benchmarks.md): ports
-# 48000-48499, stacks bench-1 and bench-8, state in .bench/. Knobs through
+# 20000-20499, stacks bench-1 and bench-8, state in .bench/. Knobs through
 # BENCH_ARGS, e.g. BENCH_ARGS="-duration 8s -rounds 3 -clients 1,16".
 BENCH_ARGS ?=
 bench: servers build traefik rqlite ## our DBaaS vs rqlite in one run (~7 min); the table goes into docs/benchmarks.md
@@ -66,7 +66,7 @@ bench: servers build traefik rqlite ## our DBaaS vs rqlite in one run (~7 min); 
 # The smoke's ports and names (BENCH_SMOKE_PORT_BASE.. +401, stacks
 # BENCH_SMOKE_NAME-1 and -2), so that two checkouts can run make test at once.
 # A hung smoke is stopped after 10 min (SIGTERM: the bench stops its stacks).
-BENCH_SMOKE_PORT_BASE ?= 48500
+BENCH_SMOKE_PORT_BASE ?= 19000
 BENCH_SMOKE_NAME ?= bench-smoke
 bench-smoke: servers build traefik rqlite ## make bench's harness end to end with tiny loads, 30-90 s (checks it works, not speed)
 	timeout 600 bin/bench -smoke -port-base $(BENCH_SMOKE_PORT_BASE) -name $(BENCH_SMOKE_NAME)
