@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/rideshare-dbaas/rideshare/internal/apirecord"
+	"github.com/rideshare-dbaas/rideshare/internal/metrics"
 )
 
 // Methods maps an HTTP method to its handler for one route.
@@ -25,6 +27,7 @@ type ClearFunc func(ctx context.Context) error
 //	GET, DELETE /api/v1/_count  read or reset the request counter
 //	POST        /api/v1/db/clear empty the database
 //	GET         /healthz         liveness
+//	GET         /metrics         Prometheus metrics (package metrics)
 //
 // Requests under Prefix (e.g. /api/v1/users) are counted, whatever their
 // outcome; nothing else is.
@@ -34,12 +37,18 @@ type API struct {
 	mux    *chi.Mux
 	allow  map[string]string // route pattern -> Allow header value
 	count  atomic.Int64
+	met    *metrics.Registry
 }
 
 // NewAPI returns the skeleton for a service whose own routes live under
 // prefix. clear backs /api/v1/db/clear.
+//
+// The service's name for metrics and records is the prefix's last element
+// ("users" for /api/v1/users).
 func NewAPI(prefix string, log *slog.Logger, clear ClearFunc) *API {
-	a := &API{prefix: prefix, log: log, mux: chi.NewRouter(), allow: map[string]string{}}
+	name := prefix[strings.LastIndex(prefix, "/")+1:]
+	a := &API{prefix: prefix, log: log, mux: chi.NewRouter(), allow: map[string]string{}, met: metrics.New(name)}
+	a.mux.Use(a.met.Middleware(apirecord.FromEnv(name)))
 	a.mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, "no route for "+r.Method+" "+clip(r.URL.Path))
 	})
@@ -68,8 +77,15 @@ func NewAPI(prefix string, log *slog.Logger, clear ClearFunc) *API {
 	a.Handle("/healthz", Methods{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, Empty)
 	}})
+	a.Handle("/metrics", Methods{http.MethodGet: a.met.Handler().ServeHTTP})
 	return a
 }
+
+// Metrics is the service's registry, for metrics of its own.
+func (a *API) Metrics() *metrics.Registry { return a.met }
+
+// Mux is the router, for tests that walk the routes (the OpenAPI check).
+func (a *API) Mux() *chi.Mux { return a.mux }
 
 // Handle registers the methods of one route. Any other method on the same
 // path answers 405 with Allow listing these methods.

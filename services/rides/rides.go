@@ -82,7 +82,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, db: opts.DB, users: opts.Users, areas: areas, now: opts.Now, log: cfg.Logger}
 	if s.db == nil {
-		s.db = dbaasclient.New(cfg.DBaaSURL)
+		s.db = dbaasclient.New(cfg.DBaaSURL, dbaasclient.WithAdminToken(cfg.AdminToken))
 	}
 	if s.users == nil {
 		if opts.UsersURL == "" || opts.PublicURL == "" {

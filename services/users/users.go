@@ -56,7 +56,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, db: opts.DB, log: cfg.Logger}
 	if s.db == nil {
-		s.db = dbaasclient.New(cfg.DBaaSURL)
+		s.db = dbaasclient.New(cfg.DBaaSURL, dbaasclient.WithAdminToken(cfg.AdminToken))
 	}
 	s.api = httpx.NewAPI("/api/v1/users", s.log, func(ctx context.Context) error {
 		_, err := s.db.Clear(ctx)
