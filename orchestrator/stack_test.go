@@ -78,7 +78,8 @@ func (s *stack) startOrchestrator() {
 		Binary:  s.bin,
 		DataDir: filepath.Join(s.dataDir, "workers"),
 		Logger:  s.log,
-		Args: []string{"--amqp-url", testenv.AMQPURL(), "--zk-servers", strings.Join(testenv.ZKServers(), ","),
+		Env:     testenv.AMQPEnv(),
+		Args: []string{"--zk-servers", strings.Join(testenv.ZKServers(), ","),
 			"--zk-root", s.root(), "--queue-prefix", s.prefix(), "--zk-timeout", "2s", "--log-level", "debug"},
 	})
 	if err != nil {
@@ -87,7 +88,7 @@ func (s *stack) startOrchestrator() {
 	opts := orchestrator.Options{
 		Listen: "127.0.0.1:0", AMQPURL: testenv.AMQPURL(), ZKServers: testenv.ZKServers(),
 		ZKRoot: s.root(), QueuePrefix: s.prefix(), Runtime: rt, Logger: s.log,
-		ZKTimeout: 2 * time.Second,
+		ZKTimeout: 2 * time.Second, Dev: true,
 	}
 	for _, f := range s.tweak {
 		f(&opts)

@@ -56,7 +56,8 @@ func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 			Binary:  testenv.Bin(t, "worker"),
 			DataDir: workersDir,
 			Logger:  o.Logger,
-			Args: []string{"--amqp-url", o.AMQPURL, "--zk-servers", strings.Join(o.ZKServers, ","),
+			Env:     []string{"RIDESHARE_AMQP_URL=" + o.AMQPURL, "RIDESHARE_AMQP_URL_FILE="},
+			Args: []string{"--zk-servers", strings.Join(o.ZKServers, ","),
 				"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s",
 				"--log-level", "debug", "--plugin-dir", pluginDir},
 		})

@@ -316,3 +316,14 @@ func (h *Host) killLater(inst *instance, why string) {
 		h.log.Info("plugin process stopped", "plugin", inst.name, "pid", inst.pid, "why", why)
 	}()
 }
+
+// Checksum is the manifest's SHA-256 of the loaded plugin serving handler
+// ("" when none is loaded); the worker publishes it in its znode.
+func (h *Host) Checksum(handler string) string {
+	if s := h.cur.Load(); s != nil {
+		if p := s.byName[handler]; p != nil {
+			return p.entry.SHA256
+		}
+	}
+	return ""
+}

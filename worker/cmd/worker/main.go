@@ -37,10 +37,12 @@ func main() {
 		zk       string
 		logLevel string
 		plugins  pluginhost.Config
+		amqpFile string
 	)
 	flag.StringVar(&opts.ID, "id", "", "worker id (unique; the orchestrator sets it)")
 	flag.StringVar(&opts.DataDir, "data-dir", "", "directory of this worker's database")
-	flag.StringVar(&opts.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
+	flag.StringVar(&opts.AMQPURL, "amqp-url", "", "RabbitMQ URL with the stack's user (prefer --amqp-url-file or $"+cmdutil.EnvAMQPURL+", which the orchestrator sets: a command line is public)")
+	flag.StringVar(&amqpFile, "amqp-url-file", "", "file (mode 0600) holding the RabbitMQ URL (default $"+cmdutil.EnvAMQPURLFile+")")
 	flag.StringVar(&zk, "zk-servers", "127.0.0.1:2181", "ZooKeeper servers, comma-separated")
 	flag.StringVar(&opts.ZKRoot, "zk-root", "/rideshare", "ZooKeeper root of this DBaaS")
 	flag.DurationVar(&opts.ZKTimeout, "zk-timeout", 2*time.Second, "ZooKeeper session timeout (failure detection)")
@@ -58,6 +60,9 @@ func main() {
 	}
 	opts.Logger = log
 	opts.ZKServers = zkutil.SplitServers(zk)
+	if opts.AMQPURL, err = cmdutil.AMQPURL(opts.AMQPURL, amqpFile); err != nil {
+		cmdutil.Exit("worker", err, 2)
+	}
 	// SIGHUP means "reload plugins" (host.Run); until Run listens, a SIGHUP
 	// must not kill the worker (its default action), so take it now.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
