@@ -291,7 +291,9 @@ func testCLI(t *testing.T, s *opsStack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m struct{ Plugins []struct{ Name, SHA256 string } }
+	var m struct {
+		Plugins []struct{ Name, SHA256 string }
+	}
 	if err := json.Unmarshal(manifest, &m); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +325,9 @@ func testCLI(t *testing.T, s *opsStack) {
 	if code != 0 || json.Unmarshal([]byte(out), &evs) != nil {
 		t.Fatalf("events: %d %q", code, out)
 	}
-	if !slices.ContainsFunc(evs, func(e orchestrator.Event) bool { return e.Kind == "scale" && strings.Contains(e.Message, "pinned at 2") }) ||
+	if !slices.ContainsFunc(evs, func(e orchestrator.Event) bool {
+		return e.Kind == "scale" && strings.Contains(e.Message, "pinned at 2")
+	}) ||
 		!slices.ContainsFunc(evs, func(e orchestrator.Event) bool { return e.Kind == "stop" }) {
 		t.Errorf("events lack the pin and the scale-in: %+v", evs)
 	}
