@@ -173,7 +173,9 @@ func TestBroker_DefaultCredentialsReachNothing(t *testing.T) {
 	if snap, err := snapshot(stackURL); err != nil || len(snap) == 0 {
 		t.Fatalf("the stack's own user could not get a snapshot: %d bytes, %v", len(snap), err)
 	}
-	if err := withChannel(stackURL, func(ch *amqp.Channel) error { return ch.ExchangeDeclarePassive(names.SyncX, "fanout", true, false, false, false, nil) }); err != nil {
+	if err := withChannel(stackURL, func(ch *amqp.Channel) error {
+		return ch.ExchangeDeclarePassive(names.SyncX, "fanout", true, false, false, false, nil)
+	}); err != nil {
 		t.Fatalf("the stack's user cannot see its sync exchange: %v", err)
 	}
 

@@ -1,10 +1,10 @@
 package orchestrator_test
 
 import (
-	"crypto/ed25519"
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
