@@ -229,18 +229,25 @@ func (o *Orchestrator) callRead(ctx context.Context, body []byte, deadline time.
 }
 
 func (o *Orchestrator) unavailable(w http.ResponseWriter, what string, err error) {
+	var msg string
 	switch {
 	case errors.Is(err, mq.ErrUnavailable):
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s failed: RabbitMQ is unreachable (%v)", what, err))
+		msg = fmt.Sprintf("%s failed: RabbitMQ is unreachable (%v)", what, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		who := "master"
 		if what == "read" {
 			who = "slave"
 		}
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s failed: no %s answered in time", what, who))
+		msg = fmt.Sprintf("%s failed: no %s answered in time", what, who)
 	default:
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s failed: %v", what, err))
+		msg = fmt.Sprintf("%s failed: %v", what, err)
 	}
+	if what == "write" {
+		// The request may have reached the master before the answer was
+		// lost: say what a client can safely do.
+		msg += "; it may have been applied: sending it again with the same id is safe (a write is applied at most once per id)"
+	}
+	writeError(w, http.StatusServiceUnavailable, msg)
 }
 
 func (o *Orchestrator) decodeReply(w http.ResponseWriter, d amqp.Delivery) (*wire.Reply, bool) {

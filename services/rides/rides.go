@@ -125,6 +125,9 @@ func (s *Service) Handler() http.Handler { return s.api.Handler() }
 // Count is the request counter's value.
 func (s *Service) Count() int64 { return s.api.Count() }
 
+// Routes lists the route patterns and their methods (the OpenAPI check).
+func (s *Service) Routes() map[string][]string { return s.api.Routes() }
+
 // Run serves on the configured address until ctx ends, then finishes the
 // requests in flight.
 func (s *Service) Run(ctx context.Context) error {

@@ -1,0 +1,72 @@
+package docs
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Markdown files name repository paths in backticks (`internal/httpx`,
+// `scripts/stack.sh`); each must exist. A token counts as a path when it
+// has a slash, only path characters, and its first element exists at the
+// repository's root (URLs are not taken for one); bin/, which the build
+// makes, is not checked.
+var (
+	backticked = regexp.MustCompile("`([^`\n]+)`")
+	pathLike   = regexp.MustCompile(`^[A-Za-z0-9_.\-/]+$`)
+)
+
+func TestDocs_NamedPathsExist(t *testing.T) {
+	root := ".."
+	var mds []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "bin" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".md") {
+			mds = append(mds, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mds) < 5 {
+		t.Fatalf("found only %d Markdown files: %v", len(mds), mds)
+	}
+	checked := 0
+	for _, md := range mds {
+		raw, err := os.ReadFile(md)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range backticked.FindAllStringSubmatch(string(raw), -1) {
+			tok := strings.TrimRight(m[1], ".,:;)")
+			if !strings.Contains(tok, "/") || !pathLike.MatchString(tok) || strings.HasPrefix(tok, "/") || strings.Contains(tok, "//") {
+				continue
+			}
+			first := strings.SplitN(tok, "/", 2)[0]
+			if first == "" || first == "." || first == ".." || first == "bin" { // bin/ is the build's
+
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(root, first)); err != nil {
+				continue
+			}
+			checked++
+			if _, err := os.Stat(filepath.Join(root, tok)); err != nil {
+				rel, _ := filepath.Rel(root, md)
+				t.Errorf("%s names `%s`, which does not exist", rel, m[1])
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("checked only %d paths: the scan is broken", checked)
+	}
+}
