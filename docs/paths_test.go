@@ -12,8 +12,8 @@ import (
 // Markdown files name repository paths in backticks (`internal/httpx`,
 // `scripts/stack.sh`); each must exist. A token counts as a path when it
 // has a slash, only path characters, and its first element exists at the
-// repository's root (URLs are not taken for one); bin/, which the build
-// makes, is not checked.
+// repository's root (URLs are not taken for one); bin/ and .run/, which the build
+// and the stacks make, are not checked.
 var (
 	backticked = regexp.MustCompile("`([^`\n]+)`")
 	pathLike   = regexp.MustCompile(`^[A-Za-z0-9_.\-/]+$`)
@@ -52,7 +52,7 @@ func TestDocs_NamedPathsExist(t *testing.T) {
 				continue
 			}
 			first := strings.SplitN(tok, "/", 2)[0]
-			if first == "" || first == "." || first == ".." || first == "bin" { // bin/ is the build's
+			if first == "" || strings.HasPrefix(first, ".") || first == "bin" { // bin/ and .run/ are made by the build and the stacks
 
 				continue
 			}
