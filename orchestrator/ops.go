@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/rideshare-dbaas/rideshare/internal/metrics"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 )
 
@@ -218,34 +219,8 @@ func (o *Orchestrator) handleTraefik(w http.ResponseWriter, r *http.Request) {
 // countDB wraps a DBaaS handler to count its outcome.
 func (o *Orchestrator) countDB(kind string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusRecorder{ResponseWriter: w}
+		sw := metrics.NewStatusWriter(w)
 		h(sw, r)
-		o.obs.m.requests.WithLabelValues(kind, outcome(sw.status())).Inc()
+		o.obs.m.requests.WithLabelValues(kind, outcome(sw.Status())).Inc()
 	}
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusRecorder) status() int {
-	if s.code == 0 {
-		return http.StatusOK
-	}
-	return s.code
 }

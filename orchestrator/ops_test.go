@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,20 +35,10 @@ type opsStack struct {
 	lbURL, apiURL string
 }
 
-func mustFreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func mustStartOpsStack(t *testing.T, tweak ...func(*orchestrator.Options)) *opsStack {
 	t.Helper()
 	traefikBin := testenv.Bin(t, "traefik")
-	lbPort, apiPort := mustFreePort(t), mustFreePort(t)
+	lbPort, apiPort := testenv.FreePort(t), testenv.FreePort(t)
 	o := &opsStack{lbURL: fmt.Sprintf("http://127.0.0.1:%d", lbPort), apiURL: fmt.Sprintf("http://127.0.0.1:%d", apiPort)}
 	o.stack = mustStartStack(t, append([]func(*orchestrator.Options){func(opts *orchestrator.Options) {
 		opts.TraefikAPI = o.apiURL

@@ -158,37 +158,18 @@ func (a *API) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
 // logRequests logs 5xx answers at warn level and the rest at debug.
 func (a *API) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := metrics.NewStatusWriter(w)
 		next.ServeHTTP(sw, r)
 		level := slog.LevelDebug
-		if sw.status >= 500 {
+		if sw.Status() >= 500 {
 			level = slog.LevelWarn
 		}
 		a.log.Log(r.Context(), level, "request", "method", r.Method, "path", clip(r.URL.Path),
-			"status", sw.status, "duration", time.Since(start))
+			"status", sw.Status(), "duration", time.Since(start))
 	})
 }
 

@@ -79,18 +79,16 @@ func (r *Registry) Middleware(observe Observer) func(http.Handler) http.Handler 
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			start := time.Now()
-			sw := &statusWriter{ResponseWriter: w}
+			sw := NewStatusWriter(w)
 			next.ServeHTTP(sw, req)
 			route := Unmatched
-			if rc := chi.RouteContext(req.Context()); rc != nil {
-				if p := rc.RoutePattern(); p != "" && sw.routed(rc) {
+			// chi's own 404 and 405 answers have no route pattern.
+			if rc := chi.RouteContext(req.Context()); rc != nil && len(rc.RoutePatterns) > 0 {
+				if p := rc.RoutePattern(); p != "" {
 					route = p
 				}
 			}
-			status := sw.status
-			if status == 0 {
-				status = http.StatusOK
-			}
+			status := sw.Status()
 			method := normMethod(req.Method)
 			r.reqs.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 			r.lat.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
@@ -111,37 +109,47 @@ func normMethod(m string) string {
 	return "OTHER"
 }
 
-type statusWriter struct {
+// StatusWriter remembers the status a handler answered. Every piece of
+// middleware that needs the status (metrics, request logs, the
+// orchestrator's DBaaS counters) uses this one.
+type StatusWriter struct {
 	http.ResponseWriter
 	status int
 }
 
-// routed is false for chi's own not-found and method-not-allowed answers,
-// whose pattern is the path prefix chi had matched so far.
-func (s *statusWriter) routed(rc *chi.Context) bool {
-	return len(rc.RoutePatterns) > 0
+// NewStatusWriter wraps w.
+func NewStatusWriter(w http.ResponseWriter) *StatusWriter { return &StatusWriter{ResponseWriter: w} }
+
+// Status is the status answered (200 when the handler wrote a body without
+// one, or nothing at all).
+func (s *StatusWriter) Status() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
 }
 
-func (s *statusWriter) WriteHeader(code int) {
+// WriteHeader records the first status.
+func (s *StatusWriter) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
+func (s *StatusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
 }
 
-// Flush lets streaming handlers (server-sent events) through.
-func (s *statusWriter) Flush() {
+// Flush lets streaming handlers through.
+func (s *StatusWriter) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
 // Unwrap lets http.ResponseController reach the real writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

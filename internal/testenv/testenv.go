@@ -156,3 +156,15 @@ func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() (bo
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// FreePort returns a loopback TCP port that was free a moment ago, for
+// programs that need a fixed port in their configuration (Traefik).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
