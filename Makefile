@@ -92,4 +92,4 @@ vet: ## go vet
 
 clean: ## remove the built binaries and plugins (not bin/traefik) and the state of `make run` (.run/)
 	rm -f $(addprefix bin/,$(notdir $(CMDS)))
-	rm -rf bin/plugins .run
+	rm -rf bin/plugins bin/plugin-signing.pub .run
