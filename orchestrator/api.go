@@ -140,8 +140,40 @@ func (o *Orchestrator) handleWrite(w http.ResponseWriter, r *http.Request) {
 	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: b.ID, Op: *b.Op, Params: params}, nil)
 }
 
+type clearBody struct {
+	ID string `json:"id"`
+}
+
+// handleClear runs db.clear as a write. Its idempotency id comes from the
+// body ({"id": ...}) or the Idempotency-Key header, so that a client's
+// retries of one clear run it once: a clear run twice would erase the
+// writes made between the two. Without one, every call is a new clear.
 func (o *Orchestrator) handleClear(w http.ResponseWriter, r *http.Request) {
-	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: uuid.NewString(), Op: "db.clear", Params: json.RawMessage("{}")}, struct{}{})
+	var b clearBody
+	body, herr := httpx.ReadBody(r, o.opts.MaxBody)
+	if herr == nil && len(bytes.TrimSpace(body)) > 0 {
+		herr = httpx.DecodeJSON(body, &b)
+	}
+	if herr != nil {
+		httpx.Fail(w, herr)
+		return
+	}
+	id := b.ID
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		if id != "" && id != key {
+			writeError(w, 400, `"id" and the Idempotency-Key header differ`)
+			return
+		}
+		id = key
+	}
+	if len(id) > 128 {
+		writeError(w, 400, `"id" is longer than 128 bytes`)
+		return
+	}
+	if id == "" {
+		id = uuid.NewString()
+	}
+	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: "clear:" + id, Op: "db.clear", Params: json.RawMessage("{}")}, struct{}{})
 }
 
 // forwardWrite publishes a write and relays the master's reply. With
@@ -160,12 +192,7 @@ func (o *Orchestrator) forwardWrite(w http.ResponseWriter, ctx context.Context, 
 		return
 	}
 	if rep.Seq > 0 {
-		for {
-			cur := o.ackedSeq.Load()
-			if rep.Seq <= cur || o.ackedSeq.CompareAndSwap(cur, rep.Seq) {
-				break
-			}
-		}
+		raiseTo(&o.ackedSeq, rep.Seq)
 		w.Header().Set(HeaderSeq, strconv.FormatUint(rep.Seq, 10))
 	}
 	if rep.Status == 200 && override != nil {
@@ -197,6 +224,12 @@ func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		minSeq = uint64(*b.MinSeq)
+		// A read waiting for a sequence number nobody committed would hold
+		// a slave's read slot until its deadline: refuse it at once.
+		if top := o.committedSeq(); minSeq > top {
+			writeError(w, 400, fmt.Sprintf(`"min_seq" %d is above the highest sequence number committed (%d)`, minSeq, top))
+			return
+		}
 	}
 	switch b.Consistency {
 	case "", "strong":

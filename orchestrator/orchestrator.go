@@ -147,6 +147,9 @@ func New(opts Options) (*Orchestrator, error) {
 	o.caller = mq.NewCaller(o.log.With("subsystem", "rpc"))
 	o.sup = mq.NewSupervisor(opts.AMQPURL, "orchestrator", o.log.With("subsystem", "amqp"),
 		func(ctx context.Context, conn *amqp.Connection) error {
+			if err := o.names.MigrateWriteQ(conn); err != nil {
+				return err
+			}
 			return o.caller.Session(ctx, conn, o.names.DeclareAll)
 		})
 	o.scaler = newAutoscaler(opts.Scale)
@@ -156,6 +159,32 @@ func New(opts Options) (*Orchestrator, error) {
 	o.scaler.onDecision = o.obs.decided
 	om.desired.Set(float64(o.scaler.current))
 	return o, nil
+}
+
+// raiseTo sets v to n when n is higher, and reports whether it did.
+func raiseTo(v *atomic.Uint64, n uint64) bool {
+	for {
+		cur := v.Load()
+		if n <= cur {
+			return false
+		}
+		if v.CompareAndSwap(cur, n) {
+			return true
+		}
+	}
+}
+
+// committedSeq is the highest sequence number known to be committed: the
+// highest this orchestrator acknowledged, or a worker applied.
+func (o *Orchestrator) committedSeq() uint64 {
+	top := o.ackedSeq.Load()
+	if o.cluster != nil {
+		view, _, _ := o.cluster.snapshot()
+		for _, v := range view {
+			top = max(top, v.Applied)
+		}
+	}
+	return top
 }
 
 // Listen binds the HTTP listener (Run does it when not done before); it

@@ -78,7 +78,9 @@ func (s *stack) startOrchestrator() {
 		Binary:  s.bin,
 		DataDir: filepath.Join(s.dataDir, "workers"),
 		Logger:  s.log,
-		Env:     testenv.AMQPEnv(),
+		// Nothing this test starts outlives it, however it dies.
+		DieWithParent: true,
+		Env:           testenv.AMQPEnv(),
 		Args: []string{"--zk-servers", strings.Join(testenv.ZKServers(), ","),
 			"--zk-root", s.root(), "--queue-prefix", s.prefix(), "--zk-timeout", "2s", "--log-level", "debug"},
 	})
@@ -149,7 +151,7 @@ func cleanupBroker(t testing.TB, prefix string) {
 		return
 	}
 	n := mq.NewNames(prefix)
-	for _, q := range []string{n.WriteQ, n.ReadQ, n.RepairQ} {
+	for _, q := range []string{n.WriteQ, n.DeadQ, n.ReadQ, n.RepairQ} {
 		_, _ = ch.QueueDelete(q, false, false, false)
 	}
 	_ = ch.ExchangeDelete(n.SyncX, false, false)

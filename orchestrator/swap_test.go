@@ -55,10 +55,11 @@ func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 	s := mustStartStack(t, func(o *orchestrator.Options) {
 		var err error
 		rt, err = orchestrator.NewProcess(orchestrator.ProcessOptions{
-			Binary:  testenv.Bin(t, "worker"),
-			DataDir: workersDir,
-			Logger:  o.Logger,
-			Env:     []string{"RIDESHARE_AMQP_URL=" + o.AMQPURL, "RIDESHARE_AMQP_URL_FILE=", swapKeyEnv(), pluginsig.EnvPublicKeyFile + "="},
+			Binary:        testenv.Bin(t, "worker"),
+			DataDir:       workersDir,
+			Logger:        o.Logger,
+			DieWithParent: true,
+			Env:           []string{"RIDESHARE_AMQP_URL=" + o.AMQPURL, "RIDESHARE_AMQP_URL_FILE=", swapKeyEnv(), pluginsig.EnvPublicKeyFile + "="},
 			Args: []string{"--zk-servers", strings.Join(o.ZKServers, ","),
 				"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s",
 				"--log-level", "debug", "--plugin-dir", pluginDir},

@@ -35,7 +35,7 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if ferr := w.checkFence(epoch); errors.Is(ferr, ErrFenced) {
+		if ferr := w.checkFence(ctx, epoch); errors.Is(ferr, ErrFenced) {
 			return ferr
 		}
 		if attempt == 10 {
@@ -43,7 +43,13 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		}
 		log.Warn("promotion: barrier not seen yet; trying again", "err", err)
 	}
+	// Entries this worker holds may be missing from other slaves (it got
+	// some through a repair from the old master, which may never have
+	// confirmed them): until proven otherwise, only what every slave has
+	// applied counts as confirmed, and the first ack republishes the rest.
+	w.dropPending("promoted to master")
 	st := w.store.Load()
+	w.resetConfirmed(ctx, st)
 	b, err := st.Begin(ctx)
 	if err != nil {
 		return err
@@ -59,15 +65,16 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 	}
 	entries = append(entries, migs...)
 	// Fence check before the commit, as for every write batch.
-	if err := w.checkFence(epoch); err != nil {
+	if err := w.checkFence(ctx, epoch); err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	if err := w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
-		// Slaves will see a gap at the next batch and repair it from our log.
-		log.Warn("promotion: publishing the epoch entry failed; slaves will repair", "err", err)
+	if err := w.confirmUpTo(ctx, epoch, entries); err != nil {
+		// Nothing is acknowledged above an unconfirmed entry: the first
+		// write batch publishes these again before it acks (confirmUpTo).
+		log.Warn("promotion: publishing the epoch entry failed; the first write batch republishes it", "err", err)
 	}
 	w.mu.Lock()
 	w.role = wire.RoleMaster
@@ -98,7 +105,7 @@ func (w *Worker) drainSync(ctx context.Context, timeout time.Duration) error {
 		w.barrier, w.barrierSeen = "", nil
 		w.mu.Unlock()
 	}()
-	if err := w.publishSync(ctx, wire.SyncBatch{Epoch: ep, Barrier: id}); err != nil {
+	if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: ep, Barrier: id}); err != nil {
 		return err
 	}
 	select {
@@ -148,13 +155,13 @@ func (w *Worker) migrateNow(ctx context.Context, epoch uint64) error {
 	if err != nil || len(entries) == 0 {
 		return err
 	}
-	if err := w.checkFence(epoch); err != nil {
+	if err := w.checkFence(ctx, epoch); err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	return w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries})
+	return w.confirmUpTo(ctx, epoch, entries)
 }
 
 // migrate applies the handlers' migrations this database lacks, as admin
@@ -176,12 +183,17 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 						return fmt.Errorf("migration %s v%d: %w", info.Name, m.Version, err)
 					}
 				}
-				_, err := db.Exec(ctx, `INSERT INTO _migrations (handler, version) VALUES (?, ?)`, info.Name, int64(m.Version))
-				return err
+				return nil
 			})
 			if err != nil {
 				return nil, err
 			}
+			mark, err := b.ExecRecorded(ctx, `INSERT INTO _migrations (handler, version) VALUES (?, ?)`,
+				wire.Value{V: info.Name}, wire.Value{V: int64(m.Version)})
+			if err != nil {
+				return nil, fmt.Errorf("record migration %s v%d: %w", info.Name, m.Version, err)
+			}
+			stmts = append(stmts, mark)
 			e := b.Next(wire.KindAdmin, epoch)
 			e.Stmts = stmts
 			if err := b.Append(ctx, e); err != nil {
@@ -194,19 +206,97 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 	return out, nil
 }
 
+// confirmUpTo publishes on the sync stream every entry of this master's
+// log that is not confirmed yet, up to the store's applied sequence number,
+// and returns once the broker confirmed them all. fresh holds entries just
+// committed: they are published as they are; anything between the
+// confirmed watermark and them (left by a publish that failed, or unknown
+// to other slaves after a promotion) is read back from _log and published
+// first, so every slave's queue gets the log in order.
+//
+// This is the rule that makes a reply of 200 mean "in every slave's
+// queue": a batch is acked only after confirmUpTo returned, and the
+// watermark only moves over a contiguous confirmed range.
+func (w *Worker) confirmUpTo(ctx context.Context, epoch uint64, fresh []wire.Entry) error {
+	w.confirmMu.Lock()
+	defer w.confirmMu.Unlock()
+	st := w.store.Load()
+	applied, _ := st.Applied()
+	for len(fresh) > 0 && fresh[0].Seq <= w.confirmed {
+		fresh = fresh[1:]
+	}
+	gapEnd := applied
+	if len(fresh) > 0 {
+		gapEnd = fresh[0].Seq - 1
+	}
+	for w.confirmed < gapEnd {
+		entries, ok, err := st.LogFrom(ctx, w.confirmed+1, 500)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// The log no longer reaches back that far: a slave that far
+			// behind gets a snapshot when it asks (it is told the log is
+			// truncated), and until then it is below what the orchestrator
+			// has acknowledged, so it is not elected.
+			oldest, err := st.OldestLogged(ctx)
+			if err != nil {
+				return err
+			}
+			w.log.Warn("republishing: the log no longer reaches the confirmed watermark",
+				"confirmed", w.confirmed, "oldest_logged", oldest)
+			w.confirmed = oldest - 1
+			continue
+		}
+		for len(entries) > 0 && entries[len(entries)-1].Seq > gapEnd {
+			entries = entries[:len(entries)-1]
+		}
+		if len(entries) == 0 {
+			return fmt.Errorf("republishing: entry %d is missing from the log", w.confirmed+1)
+		}
+		w.log.Info("republishing entries missing from the sync stream",
+			"from", entries[0].Seq, "to", entries[len(entries)-1].Seq)
+		if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
+			return err
+		}
+		w.confirmed = entries[len(entries)-1].Seq
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: fresh}); err != nil {
+		return err
+	}
+	w.confirmed = fresh[len(fresh)-1].Seq
+	return nil
+}
+
+// resetConfirmed sets the confirmed watermark of a master taking office to
+// what every other live slave has applied, as ZooKeeper last heard (a
+// slave's real position is never lower), or to the store's own position
+// when there is no other slave.
+func (w *Worker) resetConfirmed(ctx context.Context, st *Store) {
+	applied, _ := st.Applied()
+	low, ok, err := w.coord.SlavesApplied(ctx, w.opts.ID)
+	w.confirmMu.Lock()
+	defer w.confirmMu.Unlock()
+	switch {
+	case err != nil:
+		w.log.Warn("cannot read the slaves' positions; republishing from the oldest logged entry", "err", err)
+		w.confirmed = 0
+	case !ok:
+		w.confirmed = applied
+	default:
+		w.confirmed = min(low, applied)
+	}
+}
+
 // checkFence reads the master record and fails unless it still names this
 // worker with epoch. It runs before every commit. While ZooKeeper is
 // unreachable it fails too, so a master cut off from ZooKeeper commits
 // nothing.
-func (w *Worker) checkFence(epoch uint64) error {
-	if !w.zks.HasSession() {
-		return errors.New("no zookeeper session")
-	}
-	// sync first: a ZooKeeper follower may serve an old value.
-	if _, err := w.zks.Conn.Sync(wire.MasterPath(w.opts.ZKRoot)); err != nil {
-		return fmt.Errorf("zookeeper sync: %w", err)
-	}
-	rec, ok, err := w.readMaster()
+func (w *Worker) checkFence(ctx context.Context, epoch uint64) error {
+	rec, ok, err := w.coord.MasterRecord(ctx)
 	if err != nil {
 		return err
 	}
@@ -217,7 +307,7 @@ func (w *Worker) checkFence(epoch uint64) error {
 }
 
 // runMaster consumes writeQ and group-commits what it receives.
-func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies Replier) error {
 	w.mu.Lock()
 	epoch := w.masterEpoch
 	w.mu.Unlock()
@@ -234,16 +324,27 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *
 		return fmt.Errorf("consume %s: %w", w.names.WriteQ, err)
 	}
 	w.log.Info("consuming writes", "queue", w.names.WriteQ, "epoch", epoch)
+	return w.masterLoop(ctx, epoch, deliveries, replies)
+}
+
+// masterLoop group-commits the writes it receives until ctx ends, the
+// deliveries end, or a batch fails. Deliveries are acked and nacked
+// through their own Acknowledger (the channel they came on).
+func (w *Worker) masterLoop(ctx context.Context, epoch uint64, deliveries <-chan amqp.Delivery, replies Replier) error {
+	var carried []amqp.Delivery // deferred by the last batch: they go first
 	for {
-		var batch []amqp.Delivery
-		select {
-		case <-ctx.Done():
-			return nil
-		case d, ok := <-deliveries:
-			if !ok {
-				return errors.New("write consumer closed")
+		batch := carried
+		carried = nil
+		if len(batch) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case d, ok := <-deliveries:
+				if !ok {
+					return errors.New("write consumer closed")
+				}
+				batch = append(batch, d)
 			}
-			batch = append(batch, d)
 		}
 		// Group commit: take whatever else has already arrived. amqp091
 		// hands deliveries over one at a time through an unbuffered channel
@@ -264,85 +365,197 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *
 				runtime.Gosched()
 			}
 		}
-		if err := w.commitBatch(ctx, epoch, ch, replies, batch); err != nil {
+		rest, err := w.commitBatch(ctx, epoch, replies, batch)
+		if err != nil {
 			return err
 		}
+		carried = rest
 	}
 }
 
-func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel, replies *publisher, batch []amqp.Delivery) error {
-	last := batch[len(batch)-1].DeliveryTag
+// errPoison marks a batch that failed while it applied or committed its
+// writes (as opposed to publishing them or checking the fence): a write in
+// it may be what fails, so its writes are redone one by one.
+var errPoison = errors.New("batch failed while applying its writes")
+
+// commitBatch runs batch as one group commit and answers it. Writes are
+// run in order until their handlers have used BatchBudget; the rest
+// (returned) waits for the next batch, so a hung or slow handler delays
+// the writes behind it by at most the budget and fails only its own
+// request (at WriteOpTimeout). A batch whose writes cannot be applied is
+// redone one write per transaction, so that a poison write fails alone,
+// and a write that fails on DeliveryLimit deliveries is answered with an
+// error and dead-lettered, never retried forever.
+func (w *Worker) commitBatch(ctx context.Context, epoch uint64, replies Replier, batch []amqp.Delivery) ([]amqp.Delivery, error) {
+	rest, err := w.groupCommit(ctx, epoch, replies, batch, true)
+	if !errors.Is(err, errPoison) {
+		return rest, err
+	}
+	if len(batch) > 1 {
+		w.log.Warn("a batch failed while applying its writes; redoing them one by one", "writes", len(batch), "err", err)
+	}
+	for _, d := range batch {
+		if _, err := w.groupCommit(ctx, epoch, replies, []amqp.Delivery{d}, false); err != nil {
+			if !errors.Is(err, errPoison) {
+				return nil, err
+			}
+			w.dropOrRequeue(ctx, replies, d, err)
+		}
+	}
+	return nil, nil
+}
+
+// dropOrRequeue settles a write that failed alone: back to the queue for
+// another try, or, on its last allowed delivery, answered with an error
+// and dead-lettered.
+func (w *Worker) dropOrRequeue(ctx context.Context, replies Replier, d amqp.Delivery, cause error) {
+	attempt := deliveryCount(d) + 1
+	if attempt < w.opts.DeliveryLimit {
+		w.log.Warn("write failed; back to the queue", "attempt", attempt, "limit", w.opts.DeliveryLimit, "err", cause)
+		_ = d.Nack(false, true)
+		return
+	}
+	id := writeID(d)
+	w.log.Error("write failed on its last allowed delivery; answering an error and dead-lettering it",
+		"write_id", id, "attempts", attempt, "dead_letter_queue", w.names.DeadQ, "err", cause)
+	replies.Reply(ctx, d, mustJSON(&wire.Reply{Status: 500, Worker: w.opts.ID,
+		Error: fmt.Sprintf("write %q failed on %d deliveries and was dropped (kept in queue %s for inspection): %v",
+			id, attempt, w.names.DeadQ, cause)}))
+	_ = d.Nack(false, false) // the queue dead-letters it
+}
+
+// deliveryCount is how many times the broker delivered d before (quorum
+// queues count in the x-delivery-count header).
+func deliveryCount(d amqp.Delivery) int {
+	if v, ok := d.Headers["x-delivery-count"]; ok {
+		if n, err := toInt64(v); err == nil {
+			return int(n)
+		}
+	}
+	if d.Redelivered {
+		return 1
+	}
+	return 0
+}
+
+func writeID(d amqp.Delivery) string {
+	var req wire.WriteRequest
+	_ = json.Unmarshal(d.Body, &req)
+	return req.ID
+}
+
+// groupCommit is one transaction over batch (see commitBatch). multiple
+// acks the batch with one multiple ack (every delivery before the last one
+// acked is in the batch); single batches of a redo ack alone.
+func (w *Worker) groupCommit(ctx context.Context, epoch uint64, replies Replier, batch []amqp.Delivery, multiple bool) ([]amqp.Delivery, error) {
+	nackAll := func() {
+		if multiple {
+			_ = batch[len(batch)-1].Nack(true, true)
+			return
+		}
+		for _, d := range batch {
+			_ = d.Nack(false, true)
+		}
+	}
 	start := time.Now()
 	// Hold the batch until the fence check passes: while ZooKeeper is
 	// unreachable we cannot know whether we are still master.
 	for {
-		err := w.checkFence(epoch)
+		err := w.checkFence(ctx, epoch)
 		if err == nil {
 			break
 		}
 		if errors.Is(err, ErrFenced) {
-			_ = ch.Nack(last, true, true)
-			return err
+			nackAll()
+			return nil, err
 		}
 		w.log.Warn("cannot confirm mastership; holding writes", "err", err)
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	st := w.store.Load()
 	b, err := st.Begin(ctx)
 	if err != nil {
-		_ = ch.Nack(last, true, true)
-		return err
+		nackAll()
+		return nil, err
 	}
 	defer b.Rollback()
-	out := make([]*wire.Reply, len(batch))
+	out := make([]*wire.Reply, 0, len(batch))
 	var entries []wire.Entry
+	var deferred []amqp.Delivery
 	for i, d := range batch {
+		if i > 0 && time.Since(start) > w.opts.BatchBudget {
+			deferred = batch[i:]
+			batch = batch[:i]
+			w.log.Warn("handlers used the batch's time budget; the rest waits for the next batch",
+				"done", i, "deferred", len(deferred), "budget", w.opts.BatchBudget)
+			break
+		}
 		r, e, err := w.applyWrite(ctx, b, epoch, d)
 		if err != nil {
-			_ = ch.Nack(last, true, true)
-			return err
+			if ctx.Err() != nil {
+				nackAll()
+				return nil, nil
+			}
+			b.Rollback()
+			return nil, fmt.Errorf("%w: %w", errPoison, err)
 		}
-		out[i] = r
+		out = append(out, r)
 		if e != nil {
 			entries = append(entries, *e)
 		}
 	}
 	if err := b.Commit(ctx); err != nil {
-		_ = ch.Nack(last, true, true)
-		return err
+		return nil, fmt.Errorf("%w: %w", errPoison, err)
 	}
 	committed := time.Now()
-	if len(entries) > 0 {
-		if err := w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
-			// Committed but not confirmed on the sync stream: do not ack.
-			// The writes are redelivered and answered from _writes; slaves
-			// repair the gap from our log.
-			return fmt.Errorf("publish sync: %w", err)
+	settle := func(ack bool) error {
+		switch {
+		case ack && multiple:
+			return batch[len(batch)-1].Ack(true)
+		case ack:
+			return batch[0].Ack(false)
+		case multiple:
+			return batch[len(batch)-1].Nack(true, true)
+		default:
+			return batch[0].Nack(false, true)
 		}
+	}
+	// Every entry up to what this batch answers — its own, and those of
+	// writes answered from _writes, which a failed publish may have left
+	// off the stream — must be confirmed on the sync stream before
+	// anything is acked.
+	if err := w.confirmUpTo(ctx, epoch, entries); err != nil {
+		// Committed but not confirmed: do not ack. The writes are
+		// redelivered and answered from _writes, and the next batch
+		// republishes what is missing.
+		return nil, fmt.Errorf("publish sync: %w", err)
 	}
 	// Check again now that the entries are on the sync stream: if we are
 	// still named, any new master's barrier comes after them, so it has
 	// them; if not, it may not, and the writes must be redone by it.
-	if err := w.checkFence(epoch); err != nil {
-		_ = ch.Nack(last, true, true)
-		if errors.Is(err, ErrFenced) {
-			return err
+	if err := w.checkFence(ctx, epoch); err != nil {
+		_ = settle(false)
+		for _, d := range deferred {
+			_ = d.Nack(false, true)
 		}
-		return fmt.Errorf("fence check after commit: %w", err)
+		if errors.Is(err, ErrFenced) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("fence check after commit: %w", err)
 	}
-	if err := ch.Ack(last, true); err != nil {
-		return fmt.Errorf("ack: %w", err)
+	if err := settle(true); err != nil {
+		return nil, fmt.Errorf("ack: %w", err)
 	}
 	for i, d := range batch {
-		w.reply(ctx, replies, d, mustJSON(out[i]))
+		replies.Reply(ctx, d, mustJSON(out[i]))
 	}
 	w.log.Debug("batch committed", "writes", len(batch), "seq", b.Seq(),
 		"commit", committed.Sub(start), "total", time.Since(start))
-	return nil
+	return deferred, nil
 }
 
 // applyWrite runs one write in its own savepoint. It returns the reply and
@@ -356,6 +569,11 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.
 	if err := json.Unmarshal(d.Body, &req); err != nil || req.ID == "" || req.Op == "" {
 		return &wire.Reply{Status: 400, Error: "malformed write request", Worker: w.opts.ID}, nil, nil
 	}
+	if f := w.faults.apply; f != nil {
+		if err := f(req.ID); err != nil {
+			return nil, nil, err
+		}
+	}
 	if r, ok, err := b.Lookup(ctx, req.ID); err != nil {
 		return nil, nil, err
 	} else if ok {
@@ -367,7 +585,7 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.
 	}
 	var result json.RawMessage
 	stmts, err := b.Savepoint(ctx, func(db pluginapi.DB) error {
-		octx, cancel := context.WithTimeout(ctx, w.opts.OpTimeout)
+		octx, cancel := context.WithTimeout(ctx, w.opts.WriteOpTimeout)
 		defer cancel()
 		res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
 		if err != nil {
@@ -417,7 +635,7 @@ func refusal(pe *pluginapi.Error, worker string) *wire.Reply {
 }
 
 // runRepairServer answers slaves' requests for log ranges and snapshots.
-func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, replies Replier) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open repair channel: %w", err)
@@ -435,7 +653,7 @@ func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, rep
 			if !ok {
 				return errors.New("repair consumer closed")
 			}
-			w.reply(ctx, replies, d, mustJSON(w.serveRepair(ctx, d)))
+			replies.Reply(ctx, d, mustJSON(w.serveRepair(ctx, d)))
 		}
 	}
 }

@@ -105,6 +105,17 @@ func RequireServers(t testing.TB) {
 	}
 }
 
+// Missing reports that something an integration test needs is not there:
+// it skips the test, or fails it under `make test` (RIDESHARE_REQUIRE_SERVERS),
+// where everything must be.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	if required() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
 // Bin returns the path of a built binary (RIDESHARE_BIN or <repo>/bin),
 // skipping or failing like RequireServers when it is missing.
 func Bin(t testing.TB, name string) string {

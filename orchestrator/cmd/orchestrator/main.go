@@ -27,6 +27,7 @@ func main() {
 		keep       bool
 		amqpFile   string
 		tokenFile  string
+		dieWith    bool
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8000", "HTTP listen address")
 	flag.StringVar(&opts.AMQPURL, "amqp-url", "", "RabbitMQ URL with the stack's user (prefer --amqp-url-file or $"+cmdutil.EnvAMQPURL+": a command line is public)")
@@ -49,6 +50,7 @@ func main() {
 	flag.IntVar(&opts.Scale.MinSlaves, "min-slaves", 1, "fewest slaves")
 	flag.IntVar(&opts.Scale.MaxSlaves, "max-slaves", 8, "most slaves")
 	flag.BoolVar(&keep, "keep-workers", false, "leave workers running when the orchestrator stops (a new one adopts them)")
+	flag.BoolVar(&dieWith, "workers-die-with-orchestrator", false, "have the kernel kill the workers when the orchestrator dies, however it dies (tests: nothing outlives them); off in production, where workers outlive a crashed orchestrator")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
@@ -79,6 +81,7 @@ func main() {
 	case "process":
 		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
 			Binary: workerBin, Args: workerArgs, Env: workerEnv, DataDir: dataDir, Logger: log.With("subsystem", "runtime"),
+			DieWithParent: dieWith,
 		})
 		if err != nil {
 			cmdutil.Exit("orchestrator", err, 2)
