@@ -81,6 +81,11 @@ func documented(t *testing.T) map[op]map[int]bool {
 						t.Fatalf("%s %s %s: response %q: give every status explicitly", d.file, method, path, code)
 					}
 					_, untested := ref.Extensions["x-untested"]
+					if ref.Value != nil {
+						if _, ok := ref.Value.Extensions["x-untested"]; ok {
+							untested = true
+						}
+					}
 					codes[n] = !untested
 				}
 				for _, api := range apis {

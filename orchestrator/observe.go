@@ -139,7 +139,8 @@ func outcome(status int) string {
 
 // observer turns what the cluster does into events and metrics. The
 // cluster calls it at the few places where something happens; it keeps
-// the little state needed to tell a respawn from a scale-out.
+// the little state needed to tell a respawn from a scale-out. A nil
+// observer (an Orchestrator built by hand in a unit test) does nothing.
 type observer struct {
 	events *eventRing
 	m      *orchMetrics
@@ -157,6 +158,9 @@ func newObserver(events *eventRing, m *orchMetrics) *observer {
 // orchestrator is stopping on purpose; a worker that was alive before and
 // is gone now without being stopped was lost.
 func (ob *observer) alive(alive map[string]int, stopping map[string]bool) {
+	if ob == nil {
+		return
+	}
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	for id, pid := range ob.known {
@@ -178,6 +182,9 @@ func (ob *observer) alive(alive map[string]int, stopping map[string]bool) {
 
 // started is called for every worker the cluster starts.
 func (ob *observer) started(in Instance) {
+	if ob == nil {
+		return
+	}
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	ob.known[in.ID] = in.PID
@@ -192,12 +199,18 @@ func (ob *observer) started(in Instance) {
 
 // stopping is called when scale-in stops a slave.
 func (ob *observer) stopping(in Instance) {
+	if ob == nil {
+		return
+	}
 	ob.events.add(Event{Kind: EventStop, Worker: in.ID, PID: in.PID, Message: fmt.Sprintf("scale-in: stopping slave %s (pid %d)", in.ID, in.PID)})
 }
 
 // elected is called after an election wrote the master record; prev is
 // the record it replaced (exists false at a cold start).
 func (ob *observer) elected(prev wire.MasterRecord, exists bool, id string, pid int, applied, epoch uint64) {
+	if ob == nil {
+		return
+	}
 	if exists && prev.ID != "" {
 		ob.m.failovers.Inc()
 		ob.events.add(Event{Kind: EventFailover, Worker: id, PID: pid,
@@ -209,6 +222,9 @@ func (ob *observer) elected(prev wire.MasterRecord, exists bool, id string, pid 
 
 // revived is called when the dead master was restarted on its own data.
 func (ob *observer) revived(id string, pid int, epoch uint64) {
+	if ob == nil {
+		return
+	}
 	ob.m.revives.Inc()
 	ob.mu.Lock()
 	ob.known[id] = pid
@@ -222,12 +238,18 @@ func (ob *observer) revived(id string, pid int, epoch uint64) {
 
 // crashed is called when crash/* killed a worker.
 func (ob *observer) crashed(in Instance, role string) {
+	if ob == nil {
+		return
+	}
 	ob.m.crashes.WithLabelValues(role).Inc()
 	ob.events.add(Event{Kind: EventCrash, Worker: in.ID, PID: in.PID, Message: fmt.Sprintf("crash/%s killed %s (pid %d)", role, in.ID, in.PID)})
 }
 
 // view is called with every new API view of the workers.
 func (ob *observer) view(view []WorkerView) {
+	if ob == nil {
+		return
+	}
 	ob.m.workers.Reset()
 	for _, v := range view {
 		ob.m.workers.WithLabelValues(v.Role, v.State).Inc()
@@ -236,6 +258,9 @@ func (ob *observer) view(view []WorkerView) {
 
 // decided records a scaling decision.
 func (ob *observer) decided(d ScaleDecision, prev int) {
+	if ob == nil {
+		return
+	}
 	dir := "same"
 	switch {
 	case d.Slaves > prev:

@@ -136,6 +136,9 @@ func TestOpsAPI_NoWorkers(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, st, body, c.want)
 		}
 	}
+	if st, body := do(t, "POST", url+"/api/v1/db/read", `{"op":"users.list"}`); st != 503 || !strings.Contains(body, "no slave answered") {
+		t.Errorf("read without a slave: %d %s, want 503", st, body)
+	}
 	st, body := do(t, "POST", url+"/api/v1/db/write", `{"op":"users.add","params":{},"id":"x"}`)
 	if st != 503 || !strings.Contains(body, "may have been applied") || !strings.Contains(body, "same id") {
 		t.Errorf("write without a master: %d %s, want 503 saying a retry with the same id is safe", st, body)
@@ -155,6 +158,7 @@ func TestOpsAPI_RefusalsAndFailures(t *testing.T) {
 			{"/api/v1/db/read", `{"op":"rides.get","params":{"rideId":424242}}`, 404},
 			{"/api/v1/db/write", `{"op":"users.delete","params":{"username":"nobody"}}`, 404},
 			{"/api/v1/db/read", `{"op":"users.list","params":{"pad":"` + strings.Repeat("x", 5000) + `"}}`, 413},
+			{"/api/v1/db/clear", `{"id":"` + strings.Repeat("x", 5000) + `"}`, 413},
 		} {
 			if st, _, raw := s.call("POST", c.path, c.body); st != c.want {
 				t.Errorf("%s %.60s: %d %s, want %d", c.path, c.body, st, raw, c.want)
@@ -169,7 +173,7 @@ func TestOpsAPI_RefusalsAndFailures(t *testing.T) {
 			rt, err = orchestrator.NewProcess(orchestrator.ProcessOptions{
 				Binary: testenv.Bin(t, "worker"), DataDir: dir, Logger: o.Logger, Env: testenv.AMQPEnv(),
 				Args: []string{"--zk-servers", strings.Join(o.ZKServers, ","), "--zk-root", o.ZKRoot,
-					"--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s", "--op-timeout", "1ns"},
+					"--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s", "--op-timeout", "1ns", "--write-op-timeout", "1ns"},
 			})
 			if err != nil {
 				t.Fatal(err)
