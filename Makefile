@@ -12,9 +12,9 @@ SHELL := bash
 GO ?= go
 BIN := $(CURDIR)/bin
 # The binaries: one per cmd package, each built into bin/ under its folder's name.
-CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./cmd/rideshare
+CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./traefik/cmd/traefik-render ./cmd/rideshare
 
-.PHONY: help servers servers-down broker-test chromium build traefik protoc generate unit apicheck acceptance test run chaos fmt vet clean
+.PHONY: help servers servers-down broker-test chromium build traefik protoc generate unit apicheck acceptance test run nomad chaos fmt vet clean
 
 # The test run's own RabbitMQ vhost and user (never guest): one per checkout,
 # its URL (with the generated password) in .run/test/amqp.url, mode 0600.
@@ -83,6 +83,9 @@ chaos: servers build broker-test ## the long chaos run (CHAOS_DURATION, default 
 
 run: ## the whole stack in the foreground (Ctrl-C stops it); entry point :8080
 	scripts/run.sh
+
+nomad: ## the stack as Nomad jobs on a dev agent (needs nomad; Ctrl-C stops it); docs/nomad.md
+	scripts/nomad.sh
 
 fmt: ## gofmt -w the Go files
 	$(GO) fmt ./...

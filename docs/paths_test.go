@@ -12,8 +12,9 @@ import (
 // Markdown files name repository paths in backticks (`internal/httpx`,
 // `scripts/stack.sh`); each must exist. A token counts as a path when it
 // has a slash, only path characters, and its first element exists at the
-// repository's root (URLs are not taken for one); bin/ and .run/, which the build
-// and the stacks make, are not checked.
+// repository's root (URLs are not taken for one); it may be relative to the
+// root or to the Markdown file. bin/ and .run/, which the build and the
+// stacks make, are not checked.
 var (
 	backticked = regexp.MustCompile("`([^`\n]+)`")
 	pathLike   = regexp.MustCompile(`^[A-Za-z0-9_.\-/]+$`)
@@ -60,7 +61,9 @@ func TestDocs_NamedPathsExist(t *testing.T) {
 				continue
 			}
 			checked++
-			if _, err := os.Stat(filepath.Join(root, tok)); err != nil {
+			_, errRoot := os.Stat(filepath.Join(root, tok))
+			_, errHere := os.Stat(filepath.Join(filepath.Dir(md), tok)) // relative to the file
+			if errRoot != nil && errHere != nil {
 				rel, _ := filepath.Rel(root, md)
 				t.Errorf("%s names `%s`, which does not exist", rel, m[1])
 			}

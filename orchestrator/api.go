@@ -13,7 +13,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rideshare-dbaas/rideshare/internal/apirecord"
 	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
@@ -176,19 +175,14 @@ func (o *Orchestrator) handleClear(w http.ResponseWriter, r *http.Request) {
 	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: "clear:" + id, Op: "db.clear", Params: json.RawMessage("{}")}, struct{}{})
 }
 
-// forwardWrite publishes a write and relays the master's reply. With
+// forwardWrite sends a write and relays the master's reply. With
 // override set, a success answers override instead of the reply body.
 func (o *Orchestrator) forwardWrite(w http.ResponseWriter, ctx context.Context, req wire.WriteRequest, override any) {
 	ctx, cancel := context.WithTimeout(ctx, o.opts.WriteTimeout)
 	defer cancel()
-	body, _ := json.Marshal(req)
-	d, err := o.caller.Call(ctx, mq.Message{Key: o.names.WriteQ, Type: wire.TypeWrite, Body: body, Persistent: true})
+	rep, err := o.writes.do(ctx, req)
 	if err != nil {
 		o.unavailable(w, "write", err)
-		return
-	}
-	rep, ok := o.decodeReply(w, d)
-	if !ok {
 		return
 	}
 	if rep.Seq > 0 {
@@ -199,7 +193,7 @@ func (o *Orchestrator) forwardWrite(w http.ResponseWriter, ctx context.Context, 
 		writeJSON(w, 200, override)
 		return
 	}
-	relay(w, rep)
+	relay(w, &rep)
 }
 
 func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
@@ -241,29 +235,27 @@ func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), o.opts.ReadTimeout)
 	defer cancel()
-	deadline, _ := ctx.Deadline()
-	body, _ := json.Marshal(wire.ReadRequest{Op: *b.Op, Params: params, MinSeq: minSeq})
-	d, err := o.callRead(ctx, body, deadline)
+	rep, err := o.reads.do(ctx, wire.ReadRequest{Op: *b.Op, Params: params, MinSeq: minSeq})
 	if err != nil {
 		o.unavailable(w, "read", err)
 		return
 	}
-	if rep, ok := o.decodeReply(w, d); ok {
-		relay(w, rep)
-	}
+	relay(w, &rep)
 }
 
-// callRead publishes a read whose message expires with its deadline, so a
-// read nobody took in time is dropped by RabbitMQ rather than answered late.
-func (o *Orchestrator) callRead(ctx context.Context, body []byte, deadline time.Time) (amqp.Delivery, error) {
-	return o.caller.Call(ctx, mq.Message{Key: o.names.ReadQ, Type: wire.TypeRead, Body: body,
-		Expiration: time.Until(deadline),
-		Headers:    amqp.Table{headerDeadline: deadline.UnixMilli()}})
-}
+// retrySafe ends the message of a write that got no answer: it may or may
+// not have been applied, and resending it is how a client finds out.
+const retrySafe = `; it may have been applied: retrying it with the same "id" is safe (a write is applied at most once per id)`
 
 func (o *Orchestrator) unavailable(w http.ResponseWriter, what string, err error) {
-	var msg string
+	status, msg := http.StatusServiceUnavailable, ""
+	if errors.Is(err, context.DeadlineExceeded) && !o.caller.Connected() {
+		// The request's own deadline came first, but the reason is this.
+		err = fmt.Errorf("%w: not connected", mq.ErrUnavailable)
+	}
 	switch {
+	case errors.Is(err, errBadReply):
+		status, msg = http.StatusBadGateway, fmt.Sprintf("%s failed: %v", what, err)
 	case errors.Is(err, mq.ErrUnavailable):
 		msg = fmt.Sprintf("%s failed: RabbitMQ is unreachable (%v)", what, err)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -276,20 +268,9 @@ func (o *Orchestrator) unavailable(w http.ResponseWriter, what string, err error
 		msg = fmt.Sprintf("%s failed: %v", what, err)
 	}
 	if what == "write" {
-		// The request may have reached the master before the answer was
-		// lost: say what a client can safely do.
-		msg += "; it may have been applied: sending it again with the same id is safe (a write is applied at most once per id)"
+		msg += retrySafe
 	}
-	writeError(w, http.StatusServiceUnavailable, msg)
-}
-
-func (o *Orchestrator) decodeReply(w http.ResponseWriter, d amqp.Delivery) (*wire.Reply, bool) {
-	var rep wire.Reply
-	if err := json.Unmarshal(d.Body, &rep); err != nil || rep.Status == 0 {
-		writeError(w, http.StatusBadGateway, "worker sent an unreadable reply")
-		return nil, false
-	}
-	return &rep, true
+	writeError(w, status, msg)
 }
 
 // HeaderWorker names the worker that answered.
@@ -392,7 +373,9 @@ func (o *Orchestrator) handleWorkerList(w http.ResponseWriter, r *http.Request) 
 	}
 	pids := make([]int, 0, len(insts))
 	for _, in := range insts {
-		pids = append(pids, in.PID)
+		if in.PID > 0 { // 0: a Nomad worker not registered yet (no pid known)
+			pids = append(pids, in.PID)
+		}
 	}
 	sort.Ints(pids)
 	writeJSON(w, 200, pids)

@@ -287,8 +287,21 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	sched, scheduled := c.o.rt.(Scheduler)
 	c.mu.Lock()
 	c.o.obs.alive(alive, c.stopping)
+	if scheduled {
+		// The scheduler started these workers, not us: note when we first
+		// saw each one unregistered, so the first election waits for them
+		// as it does for the workers it starts itself.
+		for id := range alive {
+			if _, registered := zkw[id]; !registered {
+				if _, ok := c.starts[id]; !ok {
+					c.starts[id] = time.Now()
+				}
+			}
+		}
+	}
 	for id := range c.stopping {
 		if _, ok := alive[id]; !ok {
 			delete(c.stopping, id)
@@ -347,6 +360,13 @@ func (c *cluster) reconcile(ctx context.Context) error {
 		desired++
 	}
 	switch {
+	case scheduled:
+		// The scheduler places, replaces and removes workers itself: ask
+		// for one master and the desired slaves; it keeps that many
+		// running (docs/nomad.md: which workers a scale-in removes).
+		if err := sched.Scale(ctx, c.desiredWorkers()); err != nil {
+			c.log.Warn("scale workers", "err", err)
+		}
 	case len(slaves) < desired && wait > 0:
 		go func() { time.Sleep(wait); c.poke() }()
 	case len(slaves) < desired:
@@ -546,6 +566,14 @@ func (c *cluster) revive(ctx context.Context, rec wire.MasterRecord, version int
 	alive[in.ID] = in.PID
 	c.o.obs.revived(rec.ID, in.PID, next.Epoch)
 	return rec.ID, true, nil
+}
+
+// desiredWorkers is the number of workers a Scheduler runtime is asked
+// for: the master and the desired slaves.
+func (c *cluster) desiredWorkers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.desired + 1
 }
 
 // waitingForRegistrations reports whether a worker started less than 10 s

@@ -165,8 +165,10 @@ func TestE2E_BadInput(t *testing.T) {
 	}
 }
 
-func TestE2E_CrashSlaveIsReplacedAndCatchesUp(t *testing.T) {
-	s := mustStartStack(t)
+func TestE2E_CrashSlaveIsReplacedAndCatchesUp(t *testing.T) { testCrashSlave(t, runtimeProcess) }
+
+func testCrashSlave(t *testing.T, kind string) {
+	s := mustStartStackOn(t, kind)
 	for i := range 20 {
 		s.write("users.add", map[string]any{"username": fmt.Sprintf("u%d", i), "password": "p"})
 	}
@@ -195,8 +197,10 @@ func TestE2E_CrashSlaveIsReplacedAndCatchesUp(t *testing.T) {
 // Writers keep writing while the master is killed: every acknowledged write
 // is there afterwards, and none was applied twice (rides.create is not
 // idempotent by itself: a double apply would make two rides).
-func TestE2E_CrashMasterLosesNothing(t *testing.T) {
-	s := mustStartStack(t)
+func TestE2E_CrashMasterLosesNothing(t *testing.T) { testCrashMasterLosesNothing(t, runtimeProcess) }
+
+func testCrashMasterLosesNothing(t *testing.T, kind string) {
+	s := mustStartStackOn(t, kind)
 	s.write("users.add", map[string]any{"username": "ann", "password": "p"})
 	s.waitShape(1, 20*time.Second)
 
@@ -339,7 +343,11 @@ func TestE2E_NewSlaveCatchesUpFromSnapshot(t *testing.T) {
 }
 
 func TestE2E_WorkerListAndCrashMasterAnswers(t *testing.T) {
-	s := mustStartStack(t)
+	testWorkerListAndCrashMaster(t, runtimeProcess)
+}
+
+func testWorkerListAndCrashMaster(t *testing.T, kind string) {
+	s := mustStartStackOn(t, kind)
 	views := s.waitShape(1, 20*time.Second)
 	resp, err := http.Get(s.url + "/api/v1/worker/list")
 	if err != nil {
@@ -409,7 +417,11 @@ func TestE2E_RabbitMQUnreachable(t *testing.T) {
 // A restarted orchestrator adopts the workers the old one left running and
 // starts none twice.
 func TestE2E_OrchestratorRestartAdoptsWorkers(t *testing.T) {
-	s := mustStartStack(t)
+	testOrchestratorRestart(t, runtimeProcess)
+}
+
+func testOrchestratorRestart(t *testing.T, kind string) {
+	s := mustStartStackOn(t, kind)
 	s.write("users.add", map[string]any{"username": "before", "password": "p"})
 	before := s.waitShape(1, 20*time.Second)
 	s.stopOrchestrator(true) // as if it crashed: workers keep running

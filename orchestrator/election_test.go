@@ -52,7 +52,7 @@ func mustZK(t *testing.T) (*zkutil.Session, string) {
 	t.Helper()
 	testenv.RequireServers(t)
 	log := slog.New(slog.DiscardHandler)
-	zks, err := zkutil.Connect(testenv.ZKServers(), 2*time.Second, log)
+	zks, err := zkutil.Connect(testenv.ZKServers(), 8*time.Second, log)
 	if err != nil {
 		t.Fatal(err)
 	}

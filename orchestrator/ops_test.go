@@ -25,6 +25,7 @@ import (
 	"github.com/rideshare-dbaas/rideshare/orchestrator"
 	"github.com/rideshare-dbaas/rideshare/services/rides"
 	"github.com/rideshare-dbaas/rideshare/services/users"
+	"github.com/rideshare-dbaas/rideshare/traefik"
 )
 
 // opsStack is a whole stack as operators see it: the DBaaS (in-process
@@ -37,7 +38,7 @@ type opsStack struct {
 
 func mustStartOpsStack(t *testing.T, tweak ...func(*orchestrator.Options)) *opsStack {
 	t.Helper()
-	traefikBin := testenv.Bin(t, "traefik")
+	traefikBin := testenv.Traefik(t)
 	lbPort, apiPort := testenv.FreePort(t), testenv.FreePort(t)
 	o := &opsStack{lbURL: fmt.Sprintf("http://127.0.0.1:%d", lbPort), apiURL: fmt.Sprintf("http://127.0.0.1:%d", apiPort)}
 	o.stack = mustStartStack(t, append([]func(*orchestrator.Options){func(opts *orchestrator.Options) {
@@ -59,14 +60,15 @@ func mustStartOpsStack(t *testing.T, tweak ...func(*orchestrator.Options)) *opsS
 	t.Cleanup(rsrv.Close)
 
 	dir := t.TempDir()
-	if out, err := exec.Command("bash", "../traefik/render.sh", strconv.Itoa(lbPort), strconv.Itoa(apiPort), usrv.URL, rsrv.URL, dir).CombinedOutput(); err != nil {
-		t.Fatalf("render.sh: %v\n%s", err, out)
+	static, err := traefik.Render(dir, lbPort, apiPort, map[string][]string{"users": {usrv.URL}, "rides": {rsrv.URL}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "stdout.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(traefikBin, "--configFile="+filepath.Join(dir, "traefik.yml"))
+	cmd := exec.Command(traefikBin, "--configFile="+static)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -140,7 +140,7 @@ func TestOpsAPI_NoWorkers(t *testing.T) {
 		t.Errorf("read without a slave: %d %s, want 503", st, body)
 	}
 	st, body := do(t, "POST", url+"/api/v1/db/write", `{"op":"users.add","params":{},"id":"x"}`)
-	if st != 503 || !strings.Contains(body, "may have been applied") || !strings.Contains(body, "same id") {
+	if st != 503 || !strings.Contains(body, "may have been applied") || !strings.Contains(body, "retrying it with the same") {
 		t.Errorf("write without a master: %d %s, want 503 saying a retry with the same id is safe", st, body)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/rideshare-dbaas/rideshare/internal/adminauth"
 	"github.com/rideshare-dbaas/rideshare/internal/metrics"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 )
 
@@ -52,6 +53,11 @@ type Options struct {
 	// Metrics is the registry the orchestrator's metrics go to (nil: one
 	// of its own, served at /metrics).
 	Metrics *metrics.Registry
+	// BatchMax is the most requests one message carries, BatchesInFlight
+	// how many messages of each kind (writes, reads) may wait for their
+	// replies at once; requests arriving meanwhile form the next message.
+	BatchMax        int
+	BatchesInFlight int
 }
 
 // ScaleOptions are the autoscaler's settings (guarantee 8).
@@ -74,6 +80,12 @@ func (o *Options) defaults() {
 	}
 	if o.ReadTimeout == 0 {
 		o.ReadTimeout = 10 * time.Second
+	}
+	if o.BatchMax == 0 {
+		o.BatchMax = 64
+	}
+	if o.BatchesInFlight == 0 {
+		o.BatchesInFlight = 8
 	}
 	if o.MaxBody == 0 {
 		o.MaxBody = 16 << 20
@@ -98,6 +110,12 @@ func (o *Options) defaults() {
 	}
 }
 
+// registrationJoiner is implemented by runtimes that join the workers'
+// ZooKeeper registrations with what they list (the nomad runtime).
+type registrationJoiner interface {
+	useRegistrations(func() (map[string]wire.WorkerInfo, error))
+}
+
 // Orchestrator is the DBaaS front door.
 type Orchestrator struct {
 	opts   Options
@@ -109,6 +127,9 @@ type Orchestrator struct {
 	zks    *zkutil.Session
 
 	ackedSeq atomic.Uint64 // highest sequence number a write reply carried
+
+	writes *batcher[wire.WriteRequest]
+	reads  *batcher[wire.ReadRequest]
 
 	cluster *cluster
 	scaler  *autoscaler
@@ -153,6 +174,8 @@ func New(opts Options) (*Orchestrator, error) {
 			return o.caller.Session(ctx, conn, o.names.DeclareAll)
 		})
 	o.scaler = newAutoscaler(opts.Scale)
+	o.writes = newBatcher(opts.BatchMax, opts.BatchesInFlight, o.sendWrites)
+	o.reads = newBatcher(opts.BatchMax, opts.BatchesInFlight, o.sendReads)
 	o.guard, o.met, o.events = guard, opts.Metrics, newEventRing(200)
 	om := newOrchMetrics(o.met.Registerer(), func() float64 { return float64(o.scaler.reads.Load()) })
 	o.obs = newObserver(o.events, om)
@@ -223,6 +246,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	default:
 		o.log.Warn("DEV MODE: admin endpoints (crash, db/clear, scale) are open to anyone who can reach " + o.lis.Addr().String())
 	}
+	if j, ok := o.rt.(registrationJoiner); ok {
+		// The runtime cannot see the workers' pids itself (Nomad): it
+		// takes them from the workers' ZooKeeper registrations.
+		j.useRegistrations(o.cluster.readWorkers)
+	}
 	srv := &http.Server{Handler: o.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -242,7 +270,15 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		_ = o.sup.Run(ctx)
 	}()
 
-	wg.Add(2)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		o.writes.run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		o.reads.run(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := o.cluster.run(ctx); err != nil && ctx.Err() == nil {

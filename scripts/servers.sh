@@ -5,6 +5,7 @@
 #   scripts/servers.sh up       install if missing, start, wait until ready
 #   scripts/servers.sh down     stop both
 #   scripts/servers.sh status   say what answers (exit 1 unless both do)
+#   scripts/servers.sh packages install the packages only (make nomad runs the servers as jobs)
 #   scripts/servers.sh broker-user NAME FILE
 #                               a RabbitMQ vhost and user of stack NAME
 #                               (rideshare-NAME, a generated password); the
@@ -315,7 +316,7 @@ status() {
   return "$rc"
 }
 
-usage() { echo "usage: $0 up|down|status|broker-user NAME FILE|broker-user-rm NAME" >&2; exit 2; }
+usage() { echo "usage: $0 up|down|status|packages|broker-user NAME FILE|broker-user-rm NAME" >&2; exit 2; }
 
 # lock: one up/down at a time (two terminals, make -j), held until exit.
 # The servers are started with fd 9 closed, or they would hold it for ever.
@@ -343,6 +344,7 @@ case "$1" in
     zk_up
     rmq_up
     ;;
+  packages) lock; ensure_packages ;; # install only (make nomad runs its own servers)
   down) lock; rmq_down; zk_down ;;
   status) status ;;
   *) usage ;;

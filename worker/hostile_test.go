@@ -202,7 +202,11 @@ func TestHostilePlugin_Reads(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.op, func(t *testing.T) {
 			body, _ := json.Marshal(wire.ReadRequest{Op: tt.op, Params: json.RawMessage(`{}`)})
-			rep := s.w.serveRead(context.Background(), amqp.Delivery{Type: wire.TypeRead, Body: body})
+			raw, ok := s.w.serveReads(context.Background(), amqp.Delivery{Type: wire.TypeRead, Body: body})
+			var rep wire.Reply
+			if err := json.Unmarshal(raw, &rep); !ok || err != nil {
+				t.Fatalf("no reply: %v %s", err, raw)
+			}
 			switch {
 			case tt.wantErr == "" && rep.Status != 200:
 				t.Fatalf("%d %s", rep.Status, rep.Error)

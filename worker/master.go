@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/google/uuid"
@@ -49,6 +48,10 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 	// applied counts as confirmed, and the first ack republishes the rest.
 	w.dropPending("promoted to master")
 	st := w.store.Load()
+	// A master's commits are acknowledged: each one fsyncs.
+	if err := st.SetDurable(ctx, true); err != nil {
+		return err
+	}
 	w.resetConfirmed(ctx, st)
 	b, err := st.Begin(ctx)
 	if err != nil {
@@ -64,8 +67,10 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		return err
 	}
 	entries = append(entries, migs...)
-	// Fence check before the commit, as for every write batch.
-	if err := w.checkFence(ctx, epoch); err != nil {
+	// Fence check before the commit, as for every write batch; a
+	// ZooKeeper that does not answer is waited for, not taken for a lost
+	// election.
+	if err := w.holdUntilMaster(ctx, epoch); err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
@@ -82,6 +87,10 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 	w.masterEpoch = epoch
 	w.promoting = false
 	w.mu.Unlock()
+	// The record named this worker in the check before the commit above,
+	// and the watch has not reported otherwise since (it resets this
+	// when it does).
+	w.watchEpoch.Store(epoch)
 	w.changed()
 	seq, _ := st.Applied()
 	log.Info("promoted to master", "seq", seq, "took", time.Since(start).Round(time.Millisecond))
@@ -278,6 +287,14 @@ func (w *Worker) confirmUpTo(ctx context.Context, epoch uint64, fresh []wire.Ent
 func (w *Worker) resetConfirmed(ctx context.Context, st *Store) {
 	applied, _ := st.Applied()
 	low, ok, err := w.coord.SlavesApplied(ctx, w.opts.ID)
+	for wait := 100 * time.Millisecond; err != nil && wait < 5*time.Second && ctx.Err() == nil; wait *= 2 {
+		w.log.Warn("cannot read the slaves' positions yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		low, ok, err = w.coord.SlavesApplied(ctx, w.opts.ID)
+	}
 	w.confirmMu.Lock()
 	defer w.confirmMu.Unlock()
 	switch {
@@ -327,102 +344,10 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies R
 	return w.masterLoop(ctx, epoch, deliveries, replies)
 }
 
-// masterLoop group-commits the writes it receives until ctx ends, the
-// deliveries end, or a batch fails. Deliveries are acked and nacked
-// through their own Acknowledger (the channel they came on).
-func (w *Worker) masterLoop(ctx context.Context, epoch uint64, deliveries <-chan amqp.Delivery, replies Replier) error {
-	var carried []amqp.Delivery // deferred by the last batch: they go first
-	for {
-		batch := carried
-		carried = nil
-		if len(batch) == 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case d, ok := <-deliveries:
-				if !ok {
-					return errors.New("write consumer closed")
-				}
-				batch = append(batch, d)
-			}
-		}
-		// Group commit: take whatever else has already arrived. amqp091
-		// hands deliveries over one at a time through an unbuffered channel
-		// from its own goroutine, so an empty receive may only mean that
-		// goroutine has not run yet: yield a few times before calling the
-		// batch complete.
-		for idle := 0; idle < 3 && len(batch) < w.opts.BatchMax; {
-			select {
-			case d, ok := <-deliveries:
-				if !ok {
-					idle = 3
-					break
-				}
-				batch = append(batch, d)
-				idle = 0
-			default:
-				idle++
-				runtime.Gosched()
-			}
-		}
-		rest, err := w.commitBatch(ctx, epoch, replies, batch)
-		if err != nil {
-			return err
-		}
-		carried = rest
-	}
-}
-
 // errPoison marks a batch that failed while it applied or committed its
 // writes (as opposed to publishing them or checking the fence): a write in
 // it may be what fails, so its writes are redone one by one.
 var errPoison = errors.New("batch failed while applying its writes")
-
-// commitBatch runs batch as one group commit and answers it. Writes are
-// run in order until their handlers have used BatchBudget; the rest
-// (returned) waits for the next batch, so a hung or slow handler delays
-// the writes behind it by at most the budget and fails only its own
-// request (at WriteOpTimeout). A batch whose writes cannot be applied is
-// redone one write per transaction, so that a poison write fails alone,
-// and a write that fails on DeliveryLimit deliveries is answered with an
-// error and dead-lettered, never retried forever.
-func (w *Worker) commitBatch(ctx context.Context, epoch uint64, replies Replier, batch []amqp.Delivery) ([]amqp.Delivery, error) {
-	rest, err := w.groupCommit(ctx, epoch, replies, batch, true)
-	if !errors.Is(err, errPoison) {
-		return rest, err
-	}
-	if len(batch) > 1 {
-		w.log.Warn("a batch failed while applying its writes; redoing them one by one", "writes", len(batch), "err", err)
-	}
-	for _, d := range batch {
-		if _, err := w.groupCommit(ctx, epoch, replies, []amqp.Delivery{d}, false); err != nil {
-			if !errors.Is(err, errPoison) {
-				return nil, err
-			}
-			w.dropOrRequeue(ctx, replies, d, err)
-		}
-	}
-	return nil, nil
-}
-
-// dropOrRequeue settles a write that failed alone: back to the queue for
-// another try, or, on its last allowed delivery, answered with an error
-// and dead-lettered.
-func (w *Worker) dropOrRequeue(ctx context.Context, replies Replier, d amqp.Delivery, cause error) {
-	attempt := deliveryCount(d) + 1
-	if attempt < w.opts.DeliveryLimit {
-		w.log.Warn("write failed; back to the queue", "attempt", attempt, "limit", w.opts.DeliveryLimit, "err", cause)
-		_ = d.Nack(false, true)
-		return
-	}
-	id := writeID(d)
-	w.log.Error("write failed on its last allowed delivery; answering an error and dead-lettering it",
-		"write_id", id, "attempts", attempt, "dead_letter_queue", w.names.DeadQ, "err", cause)
-	replies.Reply(ctx, d, mustJSON(&wire.Reply{Status: 500, Worker: w.opts.ID,
-		Error: fmt.Sprintf("write %q failed on %d deliveries and was dropped (kept in queue %s for inspection): %v",
-			id, attempt, w.names.DeadQ, cause)}))
-	_ = d.Nack(false, false) // the queue dead-letters it
-}
 
 // deliveryCount is how many times the broker delivered d before (quorum
 // queues count in the x-delivery-count header).
@@ -438,189 +363,26 @@ func deliveryCount(d amqp.Delivery) int {
 	return 0
 }
 
-func writeID(d amqp.Delivery) string {
-	var req wire.WriteRequest
-	_ = json.Unmarshal(d.Body, &req)
-	return req.ID
-}
-
-// groupCommit is one transaction over batch (see commitBatch). multiple
-// acks the batch with one multiple ack (every delivery before the last one
-// acked is in the batch); single batches of a redo ack alone.
-func (w *Worker) groupCommit(ctx context.Context, epoch uint64, replies Replier, batch []amqp.Delivery, multiple bool) ([]amqp.Delivery, error) {
-	nackAll := func() {
-		if multiple {
-			_ = batch[len(batch)-1].Nack(true, true)
-			return
-		}
-		for _, d := range batch {
-			_ = d.Nack(false, true)
-		}
+// fenceBeforeCommit is the check before a commit. It only spares work:
+// the check after the confirm is what keeps a deposed master from
+// acknowledging. So it reads the local view the master-record watch keeps
+// (no round trip), and asks ZooKeeper only when that view is unknown (the
+// session was lost, or the watch has not reported since the promotion).
+func (w *Worker) fenceBeforeCommit(ctx context.Context, epoch uint64) error {
+	if w.deposed.Load() {
+		return ErrFenced
 	}
-	start := time.Now()
-	// Hold the batch until the fence check passes: while ZooKeeper is
-	// unreachable we cannot know whether we are still master.
-	for {
-		err := w.checkFence(ctx, epoch)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, ErrFenced) {
-			nackAll()
-			return nil, err
-		}
-		w.log.Warn("cannot confirm mastership; holding writes", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, nil
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	st := w.store.Load()
-	b, err := st.Begin(ctx)
-	if err != nil {
-		nackAll()
-		return nil, err
-	}
-	defer b.Rollback()
-	out := make([]*wire.Reply, 0, len(batch))
-	var entries []wire.Entry
-	var deferred []amqp.Delivery
-	for i, d := range batch {
-		if i > 0 && time.Since(start) > w.opts.BatchBudget {
-			deferred = batch[i:]
-			batch = batch[:i]
-			w.log.Warn("handlers used the batch's time budget; the rest waits for the next batch",
-				"done", i, "deferred", len(deferred), "budget", w.opts.BatchBudget)
-			break
-		}
-		r, e, err := w.applyWrite(ctx, b, epoch, d)
-		if err != nil {
-			if ctx.Err() != nil {
-				nackAll()
-				return nil, nil
-			}
-			b.Rollback()
-			return nil, fmt.Errorf("%w: %w", errPoison, err)
-		}
-		out = append(out, r)
-		if e != nil {
-			entries = append(entries, *e)
-		}
-	}
-	if err := b.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("%w: %w", errPoison, err)
-	}
-	committed := time.Now()
-	settle := func(ack bool) error {
-		switch {
-		case ack && multiple:
-			return batch[len(batch)-1].Ack(true)
-		case ack:
-			return batch[0].Ack(false)
-		case multiple:
-			return batch[len(batch)-1].Nack(true, true)
-		default:
-			return batch[0].Nack(false, true)
-		}
-	}
-	// Every entry up to what this batch answers — its own, and those of
-	// writes answered from _writes, which a failed publish may have left
-	// off the stream — must be confirmed on the sync stream before
-	// anything is acked.
-	if err := w.confirmUpTo(ctx, epoch, entries); err != nil {
-		// Committed but not confirmed: do not ack. The writes are
-		// redelivered and answered from _writes, and the next batch
-		// republishes what is missing.
-		return nil, fmt.Errorf("publish sync: %w", err)
-	}
-	// Check again now that the entries are on the sync stream: if we are
-	// still named, any new master's barrier comes after them, so it has
-	// them; if not, it may not, and the writes must be redone by it.
-	if err := w.checkFence(ctx, epoch); err != nil {
-		_ = settle(false)
-		for _, d := range deferred {
-			_ = d.Nack(false, true)
-		}
-		if errors.Is(err, ErrFenced) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("fence check after commit: %w", err)
-	}
-	if err := settle(true); err != nil {
-		return nil, fmt.Errorf("ack: %w", err)
-	}
-	for i, d := range batch {
-		replies.Reply(ctx, d, mustJSON(out[i]))
-	}
-	w.log.Debug("batch committed", "writes", len(batch), "seq", b.Seq(),
-		"commit", committed.Sub(start), "total", time.Since(start))
-	return deferred, nil
-}
-
-// applyWrite runs one write in its own savepoint. It returns the reply and
-// the log entry (nil when nothing is to be logged: a malformed request, a
-// duplicate, or a handler failure, which may succeed when retried).
-func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.Delivery) (*wire.Reply, *wire.Entry, error) {
-	var req wire.WriteRequest
-	if d.Type != wire.TypeWrite {
-		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown message type %q", d.Type), Worker: w.opts.ID}, nil, nil
-	}
-	if err := json.Unmarshal(d.Body, &req); err != nil || req.ID == "" || req.Op == "" {
-		return &wire.Reply{Status: 400, Error: "malformed write request", Worker: w.opts.ID}, nil, nil
-	}
-	if f := w.faults.apply; f != nil {
-		if err := f(req.ID); err != nil {
-			return nil, nil, err
-		}
-	}
-	if r, ok, err := b.Lookup(ctx, req.ID); err != nil {
-		return nil, nil, err
-	} else if ok {
-		return r, nil, nil // exactly once: a redelivered write gets its first reply
-	}
-	op, ok := w.reg.Lookup(req.Op)
-	if !ok || op.Kind != pluginapi.Write {
-		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown write operation %q", req.Op), Worker: w.opts.ID}, nil, nil
-	}
-	var result json.RawMessage
-	stmts, err := b.Savepoint(ctx, func(db pluginapi.DB) error {
-		octx, cancel := context.WithTimeout(ctx, w.opts.WriteOpTimeout)
-		defer cancel()
-		res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
-		if err != nil {
-			return err
-		}
-		if !json.Valid(res) {
-			return fmt.Errorf("handler returned invalid JSON")
-		}
-		result = res
+	if w.watchEpoch.Load() == epoch {
 		return nil
-	})
-	reply := &wire.Reply{Status: 200, Result: result, Worker: w.opts.ID}
-	if errors.Is(err, errTxLost) {
-		return nil, nil, err // the batch is gone: nack it all and retry
 	}
-	if err != nil {
-		if pe, ok := pluginapi.AsError(err); ok {
-			reply = refusal(pe, w.opts.ID)
-			stmts = nil
-		} else {
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
-			}
-			w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
-			return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}, nil, nil
-		}
-	}
-	next := b.Next(wire.KindWrite, epoch)
-	e := &next
-	e.WriteID, e.Stmts, e.Reply = req.ID, stmts, reply
-	reply.Seq = e.Seq
-	if err := b.Append(ctx, *e); err != nil {
-		return nil, nil, err
-	}
-	return reply, e, nil
+	return w.checkFence(ctx, epoch)
+}
+
+// fenceAfterConfirm is the linearizable check made after the batches'
+// entries are confirmed on the sync stream, once for every batch
+// confirmed before it (the finisher drains every waiting batch first).
+func (w *Worker) fenceAfterConfirm(ctx context.Context, epoch uint64) error {
+	return w.checkFence(ctx, epoch)
 }
 
 func refusal(pe *pluginapi.Error, worker string) *wire.Reply {

@@ -11,11 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
-	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
-
-// HeaderDeadline carries a read's deadline (Unix milliseconds).
-const HeaderDeadline = "x-deadline-ms"
 
 // runApplier applies the sync stream. It is the only writer of a slave's
 // database, so entries are applied strictly one after another.
@@ -352,6 +348,10 @@ func (w *Worker) install(snapshot []byte) error {
 	if err != nil {
 		return err
 	}
+	if err := st.SetDurable(context.Background(), false); err != nil {
+		st.Close()
+		return err
+	}
 	w.store.Store(st)
 	return nil
 }
@@ -370,112 +370,6 @@ func writeFileSync(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-// runReads consumes readQ, one unacked read at a time, so RabbitMQ spreads
-// reads round-robin over the slaves. A read is acked after its reply is
-// published; a slave that dies mid-read leaves it unacked, and RabbitMQ
-// gives it to another slave.
-func (w *Worker) runReads(ctx context.Context, conn *amqp.Connection, replies Replier) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open read channel: %w", err)
-	}
-	defer ch.Close()
-	if err := ch.Qos(1, 0, false); err != nil {
-		return fmt.Errorf("qos: %w", err)
-	}
-	deliveries, err := ch.Consume(w.names.ReadQ, "read-"+w.opts.ID, false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", w.names.ReadQ, err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case d, ok := <-deliveries:
-			if !ok {
-				return errors.New("read consumer closed")
-			}
-			r := w.serveRead(ctx, d)
-			if r == nil { // stopping: let another slave answer
-				_ = ch.Nack(d.DeliveryTag, false, true)
-				return nil
-			}
-			// A read taken is answered even if we are stopping meanwhile
-			// (scale-in): it must not be dropped.
-			replies.Reply(context.WithoutCancel(ctx), d, mustJSON(r))
-			if err := ch.Ack(d.DeliveryTag, false); err != nil {
-				return fmt.Errorf("ack read: %w", err)
-			}
-		}
-	}
-}
-
-func (w *Worker) serveRead(ctx context.Context, d amqp.Delivery) *wire.Reply {
-	var req wire.ReadRequest
-	if d.Type != wire.TypeRead || json.Unmarshal(d.Body, &req) != nil || req.Op == "" {
-		return &wire.Reply{Status: 400, Error: "malformed read request", Worker: w.opts.ID}
-	}
-	op, ok := w.reg.Lookup(req.Op)
-	if !ok || op.Kind != pluginapi.Read {
-		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown read operation %q", req.Op), Worker: w.opts.ID}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	if v, ok := d.Headers[HeaderDeadline]; ok {
-		if ms, err := toInt64(v); err == nil {
-			deadline = time.UnixMilli(ms)
-		}
-	}
-	rctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	if seq, _ := w.store.Load().Applied(); seq < req.MinSeq {
-		// The write is committed on the master; normally it is in flight
-		// on our sync queue. If it does not show up soon, ask the master.
-		nudge := time.AfterFunc(150*time.Millisecond, func() { signalChan(w.kick) })
-		err := w.store.Load().WaitApplied(rctx, req.MinSeq)
-		nudge.Stop()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			seq, _ := w.store.Load().Applied()
-			return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
-		}
-	}
-	w.readMu.RLock()
-	defer w.readMu.RUnlock()
-	st := w.store.Load()
-	seq, _ := st.Applied()
-	if seq < req.MinSeq {
-		// A snapshot was installed meanwhile and it is older than the read.
-		return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
-	}
-	// From here the read runs to its end even if the worker is stopping:
-	// only its own deadline bounds it.
-	ectx, ecancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	defer ecancel()
-	db, done, err := st.Reader(ectx)
-	if err != nil {
-		return &wire.Reply{Status: 503, Error: err.Error(), Worker: w.opts.ID}
-	}
-	defer done()
-	octx, ocancel := context.WithTimeout(ectx, w.opts.OpTimeout)
-	defer ocancel()
-	res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
-	if err != nil {
-		if pe, ok := pluginapi.AsError(err); ok {
-			r := refusal(pe, w.opts.ID)
-			r.Seq = seq
-			return r
-		}
-		w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
-		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}
-	}
-	if !json.Valid(res) {
-		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.HandlerName, req.Op), Handler: op.HandlerName, Worker: w.opts.ID}
-	}
-	return &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID}
 }
 
 func toInt64(v any) (int64, error) {

@@ -134,6 +134,25 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
+// SetDurable chooses what a commit waits for: with durable (the DSN's
+// synchronous=FULL, a master's setting) every commit fsyncs the WAL; without
+// (synchronous=NORMAL, a slave's) commits fsync only at checkpoints. Either
+// survives a kill -9 of the process (the WAL is in the OS's cache); only a
+// crash of the whole machine can take a slave's last commits, which it then
+// repairs from the master like any gap.
+func (s *Store) SetDurable(ctx context.Context, durable bool) error {
+	mode := "NORMAL"
+	if durable {
+		mode = "FULL"
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if _, err := s.w.ExecContext(ctx, `PRAGMA synchronous = `+mode); err != nil {
+		return fmt.Errorf("synchronous=%s: %w", mode, err)
+	}
+	return nil
+}
+
 // Applied returns the sequence number and epoch of the last applied entry.
 func (s *Store) Applied() (seq, epoch uint64) { return s.applied.Load(), s.epoch.Load() }
 

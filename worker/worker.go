@@ -50,9 +50,11 @@ type Options struct {
 	// BatchBudget is how long the handlers of one group commit may run
 	// before the rest of the batch waits for the next one (a hung handler
 	// delays the writes behind it by at most this).
-	BatchBudget    time.Duration
-	BatchMax       int           // most writes in one group commit
-	PublishTimeout time.Duration // sync publish confirm deadline
+	BatchBudget time.Duration
+	BatchMax    int // most writes in one group commit
+	// ReadConcurrency is how many read deliveries a slave serves at once.
+	ReadConcurrency int
+	PublishTimeout  time.Duration // sync publish confirm deadline
 	// DeliveryLimit is how many deliveries a write that keeps failing gets
 	// before it is answered with an error and dead-lettered.
 	DeliveryLimit int
@@ -76,6 +78,9 @@ func (o *Options) defaults() {
 	}
 	if o.DeliveryLimit == 0 {
 		o.DeliveryLimit = mq.DeliveryLimit
+	}
+	if o.ReadConcurrency == 0 {
+		o.ReadConcurrency = 8
 	}
 	if o.BatchMax == 0 {
 		o.BatchMax = 128
@@ -135,6 +140,12 @@ type Worker struct {
 	// contiguous ranges.
 	confirmMu sync.Mutex
 	confirmed uint64
+
+	// watchEpoch is the epoch the master-record watch last saw naming this
+	// worker in the current session (0: unknown), deposed whether it saw
+	// another master named: the local view fenceBeforeCommit reads.
+	watchEpoch atomic.Uint64
+	deposed    atomic.Bool
 
 	// faults injects failures in tests (nil in production).
 	faults struct {
@@ -233,6 +244,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if !needSnapshot {
 		w.setState(wire.StateReady)
 	}
+	// Every worker starts as a slave, whose commits need not fsync (a
+	// promotion makes them durable again).
+	if err := st.SetDurable(ctx, false); err != nil {
+		return err
+	}
 	if exists {
 		w.noteEpoch(rec.Epoch)
 	}
@@ -330,6 +346,7 @@ func (w *Worker) runZK(ctx context.Context) error {
 	defer tick.Stop()
 	for ctx.Err() == nil {
 		if !w.zks.HasSession() {
+			w.watchEpoch.Store(0)
 			if role, _, _ := w.roleState(); role == wire.RoleMaster {
 				// Curator's rule: while disconnected a master must act as if it
 				// might no longer be master. The write loop checks the record
@@ -446,10 +463,13 @@ func (w *Worker) onMasterRecord(ctx context.Context, rec wire.MasterRecord) erro
 	w.masterID = rec.ID
 	role, state, myEpoch, promoting := w.role, w.state, w.masterEpoch, w.promoting
 	w.mu.Unlock()
+	w.watchEpoch.Store(0)
 	switch {
 	case role == wire.RoleMaster && rec.ID == w.opts.ID && rec.Epoch == myEpoch:
+		w.watchEpoch.Store(myEpoch)
 		return nil
 	case role == wire.RoleMaster:
+		w.deposed.Store(true)
 		return ErrFenced // any other record: someone else's term
 	case rec.ID == w.opts.ID && rec.Epoch > myEpoch && !promoting && state != wire.StateReady:
 		// Named while loading a snapshot (our znode was stale): we do not

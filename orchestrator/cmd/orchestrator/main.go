@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -28,6 +29,7 @@ func main() {
 		amqpFile   string
 		tokenFile  string
 		dieWith    bool
+		nomadOpts  orchestrator.NomadOptions
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8000", "HTTP listen address")
 	flag.StringVar(&opts.AMQPURL, "amqp-url", "", "RabbitMQ URL with the stack's user (prefer --amqp-url-file or $"+cmdutil.EnvAMQPURL+": a command line is public)")
@@ -39,7 +41,10 @@ func main() {
 	flag.StringVar(&opts.ZKRoot, "zk-root", "/rideshare", "ZooKeeper root of this DBaaS")
 	flag.DurationVar(&opts.ZKTimeout, "zk-timeout", 2*time.Second, "ZooKeeper session timeout (workers get the same)")
 	flag.StringVar(&opts.QueuePrefix, "queue-prefix", "", "prefix of every queue and exchange name")
-	flag.StringVar(&runtime, "runtime", "process", "how workers run: process")
+	flag.StringVar(&runtime, "runtime", "process", "how workers run: process, nomad (the allocations of a Nomad job's group), or auto (nomad when a Nomad agent answers, else process)")
+	flag.StringVar(&nomadOpts.Address, "nomad-addr", os.Getenv("NOMAD_ADDR"), "Nomad HTTP API (nomad runtime; default NOMAD_ADDR, else http://127.0.0.1:4646)")
+	flag.StringVar(&nomadOpts.Job, "nomad-job", orchestrator.DefaultNomadJob, "the Nomad job whose group holds the workers (nomad runtime)")
+	flag.StringVar(&nomadOpts.Group, "nomad-group", orchestrator.DefaultNomadGroup, "the job's task group of workers (nomad runtime)")
 	flag.StringVar(&workerBin, "worker-binary", defaultWorkerBinary(), "worker binary (process runtime)")
 	flag.StringVar(&dataDir, "data-dir", ".data/dbaas", "where workers keep their databases and logs (process runtime)")
 	flag.StringVar(&workerLogs, "worker-log-level", "info", "workers' log level")
@@ -77,7 +82,29 @@ func main() {
 		"--queue-prefix", opts.QueuePrefix,
 		"--log-level", workerLogs,
 	}
+	if runtime == "auto" {
+		// A Nomad agent that answers wins, when an address is configured;
+		// else the process runtime.
+		runtime = "process"
+		if nomadOpts.Address != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			if err := orchestrator.NomadAnswers(ctx, nomadOpts.Address); err == nil {
+				runtime = "nomad"
+			} else {
+				log.Warn("nomad does not answer; not using the nomad runtime", "err", err)
+			}
+			cancel()
+		}
+	}
+	log.Info("worker runtime", "runtime", runtime)
 	switch runtime {
+	case "nomad":
+		nomadOpts.Logger = log.With("subsystem", "runtime")
+		rt, err := orchestrator.NewNomad(nomadOpts)
+		if err != nil {
+			cmdutil.Exit("orchestrator", err, 2)
+		}
+		opts.Runtime = rt
 	case "process":
 		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
 			Binary: workerBin, Args: workerArgs, Env: workerEnv, DataDir: dataDir, Logger: log.With("subsystem", "runtime"),
@@ -88,7 +115,7 @@ func main() {
 		}
 		opts.Runtime = rt
 	default:
-		cmdutil.Exit("orchestrator", fmt.Errorf("unknown runtime %q (want process)", runtime), 2)
+		cmdutil.Exit("orchestrator", fmt.Errorf("unknown runtime %q (want process, nomad or auto)", runtime), 2)
 	}
 	o, err := orchestrator.New(opts)
 	if err != nil {
