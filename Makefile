@@ -12,9 +12,16 @@ SHELL := bash
 GO ?= go
 BIN := $(CURDIR)/bin
 # The binaries: one per cmd package, each built into bin/ under its folder's name.
-CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./traefik/cmd/traefik-render ./cmd/bench
+CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./traefik/cmd/traefik-render ./cmd/bench ./cmd/rideshare
 
-.PHONY: help servers servers-down build traefik rqlite protoc generate unit acceptance bench bench-smoke test run nomad chaos fmt vet clean
+.PHONY: help servers servers-down broker-test chromium build traefik rqlite protoc generate unit apicheck acceptance bench bench-smoke test run nomad chaos fmt vet clean
+
+# The test run's own RabbitMQ vhost and user (never guest): one per checkout,
+# its URL (with the generated password) in .run/test/amqp.url, mode 0600.
+TEST_STATE := $(CURDIR)/.run/test
+TEST_BROKER_NAME ?= test-$(shell printf %s '$(CURDIR)' | sha1sum | cut -c1-8)
+# Statuses each route produced in the tests, for the OpenAPI check (apicheck).
+API_RECORD := $(TEST_STATE)/apirecord
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -25,6 +32,12 @@ servers: ## start RabbitMQ and ZooKeeper on loopback (installs them when missing
 
 servers-down: ## stop RabbitMQ and ZooKeeper
 	scripts/servers.sh down
+
+broker-test: ## the test run's RabbitMQ vhost and user (URL in .run/test/amqp.url, mode 0600)
+	scripts/servers.sh broker-user $(TEST_BROKER_NAME) $(TEST_STATE)/amqp.url
+
+chromium: ## make sure headless Chromium is installed (the cluster page's browser test)
+	scripts/chromium.sh >/dev/null
 
 build: ## build the binaries into bin/ and the worker's handler plugins into bin/plugins/
 	CGO_ENABLED=0 $(GO) build -o bin/ $(CMDS)
@@ -45,12 +58,20 @@ generate: protoc ## regenerate the plugin contract's Go code from its .proto
 # Integration tests use the real servers, the built binaries, Traefik and
 # protoc; RIDESHARE_REQUIRE_* turn "skip when missing" into "fail".
 unit: export RIDESHARE_BIN := $(BIN)
-unit: export AMQP_URL := amqp://127.0.0.1:5672/
+unit: export RIDESHARE_AMQP_URL_FILE := $(TEST_STATE)/amqp.url
 unit: export ZK_SERVERS := 127.0.0.1:2181
 unit: export RIDESHARE_REQUIRE_SERVERS := 1
 unit: export RIDESHARE_REQUIRE_TRAEFIK := 1
-unit: servers build traefik protoc ## go test -race ./... (with the servers, bin/ and Traefik)
+unit: export RIDESHARE_REQUIRE_CHROMIUM := 1
+unit: export RIDESHARE_API_RECORD := $(API_RECORD)
+unit: servers build traefik protoc broker-test chromium ## go test -race ./... (with the servers, bin/, Traefik and Chromium)
+	rm -rf $(API_RECORD) && mkdir -p $(API_RECORD)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
+
+apicheck: export RIDESHARE_API_RECORD := $(API_RECORD)
+apicheck: export RIDESHARE_API_CHECK := 1
+apicheck: ## after unit: every status the OpenAPI documents name was produced by a test, and no other
+	$(GO) test -count=1 -run 'TestOpenAPI_StatusesReached' ./docs/
 
 acceptance: ## the shared acceptance suite against a throwaway stack
 	scripts/acceptance.sh
@@ -71,13 +92,13 @@ BENCH_SMOKE_NAME ?= bench-smoke
 bench-smoke: servers build traefik rqlite ## make bench's harness end to end with tiny loads, 30-90 s (checks it works, not speed)
 	timeout 600 bin/bench -smoke -port-base $(BENCH_SMOKE_PORT_BASE) -name $(BENCH_SMOKE_NAME)
 
-test: servers build traefik unit acceptance bench-smoke ## everything CI runs
+test: servers build traefik unit apicheck acceptance bench-smoke ## everything CI runs
 
 CHAOS_DURATION ?= 4m
-chaos: servers build ## the long chaos run (CHAOS_DURATION, default 4m; restarts RabbitMQ once); report in .run/chaos-report.json
+chaos: servers build broker-test ## the long chaos run (CHAOS_DURATION, default 4m; restarts RabbitMQ once); report in .run/chaos-report.json
 	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/chaos
 	@mkdir -p .run
-	bin/chaos --duration $(CHAOS_DURATION) --rabbit-restart node --zk-expiry both --report .run/chaos-report.json
+	bin/chaos --amqp-url-file $(TEST_STATE)/amqp.url --duration $(CHAOS_DURATION) --rabbit-restart node --zk-expiry both --report .run/chaos-report.json
 
 run: ## the whole stack in the foreground (Ctrl-C stops it); entry point :8080
 	scripts/run.sh
@@ -93,4 +114,4 @@ vet: ## go vet
 
 clean: ## remove the built binaries and plugins (not bin/traefik) and the state of `make run` (.run/)
 	rm -f $(addprefix bin/,$(notdir $(CMDS)))
-	rm -rf bin/plugins .run
+	rm -rf bin/plugins bin/plugin-signing.pub .run

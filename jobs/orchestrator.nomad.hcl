@@ -71,17 +71,16 @@ variable "queue_prefix" {
 locals {
   servers = {
     nomad  = <<-EOT
-      AMQP_URL={{ range nomadService "rideshare-rabbitmq" }}amqp://{{ .Address }}:{{ .Port }}/{{ break }}{{ end }}
+      RIDESHARE_AMQP_URL={{ with nomadVar "nomad/jobs/rideshare-orchestrator" }}amqp://{{ .amqp_user }}:{{ .amqp_password }}@{{ end }}{{ range nomadService "rideshare-rabbitmq" }}{{ .Address }}:{{ .Port }}{{ break }}{{ end }}/{{ with nomadVar "nomad/jobs/rideshare-orchestrator" }}{{ .amqp_vhost }}{{ end }}
       ZK_SERVERS={{ range $i, $s := nomadService "rideshare-zookeeper" }}{{ if $i }},{{ end }}{{ .Address }}:{{ .Port }}{{ end }}
     EOT
     consul = <<-EOT
-      AMQP_URL={{ range service "rideshare-rabbitmq" }}amqp://{{ .Address }}:{{ .Port }}/{{ break }}{{ end }}
+      RIDESHARE_AMQP_URL={{ with nomadVar "nomad/jobs/rideshare-orchestrator" }}amqp://{{ .amqp_user }}:{{ .amqp_password }}@{{ end }}{{ range service "rideshare-rabbitmq" }}{{ .Address }}:{{ .Port }}{{ break }}{{ end }}/{{ with nomadVar "nomad/jobs/rideshare-orchestrator" }}{{ .amqp_vhost }}{{ end }}
       ZK_SERVERS={{ range $i, $s := service "rideshare-zookeeper" }}{{ if $i }},{{ end }}{{ .Address }}:{{ .Port }}{{ end }}
     EOT
   }
   args = [
     "--listen", "${NOMAD_ADDR_http}",
-    "--amqp-url", "${AMQP_URL}",
     "--zk-servers", "${ZK_SERVERS}",
     "--zk-root", var.zk_root,
     "--queue-prefix", var.queue_prefix,
@@ -163,7 +162,16 @@ job "rideshare-orchestrator" {
 
       template {
         data        = local.servers[var.provider]
-        destination = "local/servers.env"
+        destination = "secrets/servers.env"
+        env         = true
+        change_mode = "restart"
+      }
+
+      # The admin token (crash/*, db/clear, scale): it listens beyond
+      # loopback, so it refuses to start without one.
+      template {
+        data        = "RIDESHARE_ADMIN_TOKEN={{ with nomadVar \"nomad/jobs/rideshare-orchestrator\" }}{{ .admin_token }}{{ end }}\n"
+        destination = "secrets/admin.env"
         env         = true
         change_mode = "restart"
       }

@@ -121,6 +121,26 @@ job "rideshare-rabbitmq" {
           RABBITMQ_LOG_BASE={{ env "NOMAD_ALLOC_DIR" }}/logs/rabbitmq
           RABBITMQ_ENABLED_PLUGINS_FILE={{ env "NOMAD_TASK_DIR" }}/enabled_plugins
           HOME={{ env "NOMAD_TASK_DIR" }}
+          RABBITMQ_CONFIG_FILE={{ env "NOMAD_SECRETS_DIR" }}/rabbitmq.conf
+        EOT
+      }
+
+      # The stack's vhost and user, made when the node first boots (its
+      # data is the allocation's): with default_user set, RabbitMQ makes
+      # no guest account. The values come from the Nomad variable
+      # nomad/jobs/rideshare-rabbitmq (scripts/nomad.sh writes it).
+      template {
+        destination = "secrets/rabbitmq.conf"
+        change_mode = "restart"
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/rideshare-rabbitmq" -}}
+          default_vhost = {{ .amqp_vhost }}
+          default_user = {{ .amqp_user }}
+          default_pass = {{ .amqp_password }}
+          {{- end }}
+          default_permissions.configure = .*
+          default_permissions.read = .*
+          default_permissions.write = .*
         EOT
       }
 

@@ -140,6 +140,14 @@ job "rideshare-users" {
         change_mode = "restart"
       }
 
+      # The DBaaS admin token, sent with the orchestrator's db/clear.
+      template {
+        data        = "RIDESHARE_ADMIN_TOKEN={{ with nomadVar \"nomad/jobs/rideshare-users\" }}{{ .admin_token }}{{ end }}\n"
+        destination = "secrets/admin.env"
+        env         = true
+        change_mode = "restart"
+      }
+
       # Sized from what the processes used on a dev agent, idle and under
       # loadgen (docs/nomad.md, "Resources").
       resources {

@@ -79,21 +79,23 @@ variable "log_level" {
 
 locals {
   # RabbitMQ and ZooKeeper, looked up in the catalog (never a fixed address):
-  # rendered into the task's environment; a change restarts the task.
+  # rendered into the task's environment; a change restarts the task. The
+  # broker URL carries the stack's RabbitMQ user and password, from the
+  # Nomad variable nomad/jobs/<job> (scripts/nomad.sh writes it): never a
+  # literal, never on a command line; the file is under secrets/.
   servers = {
     nomad  = <<-EOT
-      AMQP_URL={{ range nomadService "rideshare-rabbitmq" }}amqp://{{ .Address }}:{{ .Port }}/{{ break }}{{ end }}
+      RIDESHARE_AMQP_URL={{ with nomadVar "nomad/jobs/rideshare-worker" }}amqp://{{ .amqp_user }}:{{ .amqp_password }}@{{ end }}{{ range nomadService "rideshare-rabbitmq" }}{{ .Address }}:{{ .Port }}{{ break }}{{ end }}/{{ with nomadVar "nomad/jobs/rideshare-worker" }}{{ .amqp_vhost }}{{ end }}
       ZK_SERVERS={{ range $i, $s := nomadService "rideshare-zookeeper" }}{{ if $i }},{{ end }}{{ .Address }}:{{ .Port }}{{ end }}
     EOT
     consul = <<-EOT
-      AMQP_URL={{ range service "rideshare-rabbitmq" }}amqp://{{ .Address }}:{{ .Port }}/{{ break }}{{ end }}
+      RIDESHARE_AMQP_URL={{ with nomadVar "nomad/jobs/rideshare-worker" }}amqp://{{ .amqp_user }}:{{ .amqp_password }}@{{ end }}{{ range service "rideshare-rabbitmq" }}{{ .Address }}:{{ .Port }}{{ break }}{{ end }}/{{ with nomadVar "nomad/jobs/rideshare-worker" }}{{ .amqp_vhost }}{{ end }}
       ZK_SERVERS={{ range $i, $s := service "rideshare-zookeeper" }}{{ if $i }},{{ end }}{{ .Address }}:{{ .Port }}{{ end }}
     EOT
   }
   args = [
     "--id", "w-${NOMAD_SHORT_ALLOC_ID}",
     "--data-dir", "${NOMAD_ALLOC_DIR}/data",
-    "--amqp-url", "${AMQP_URL}",
     "--zk-servers", "${ZK_SERVERS}",
     "--zk-root", var.zk_root,
     "--zk-timeout", "2s",
@@ -178,7 +180,7 @@ job "rideshare-worker" {
 
       template {
         data        = local.servers[var.provider]
-        destination = "local/servers.env"
+        destination = "secrets/servers.env"
         env         = true
         change_mode = "restart"
       }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
+	"github.com/rideshare-dbaas/rideshare/internal/apirecord"
 	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
@@ -28,6 +29,7 @@ const headerDeadline = "x-deadline-ms"
 // Handler returns the HTTP API.
 func (o *Orchestrator) Handler() http.Handler {
 	r := chi.NewRouter()
+	r.Use(o.met.Middleware(apirecord.FromEnv("dbaas")))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
 	})
@@ -43,15 +45,17 @@ func (o *Orchestrator) Handler() http.Handler {
 		}
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path))
 	})
-	r.Post("/api/v1/db/write", o.handleWrite)
-	r.Post("/api/v1/db/read", o.handleRead)
-	r.Post("/api/v1/db/clear", o.handleClear)
-	r.Post("/api/v1/crash/master", o.handleCrashMaster)
-	r.Post("/api/v1/crash/slave", o.handleCrashSlave)
+	r.Post("/api/v1/db/write", o.countDB("write", o.handleWrite))
+	r.Post("/api/v1/db/read", o.countDB("read", o.handleRead))
+	// Admin endpoints: the bearer token outside dev mode (ops.go).
+	r.With(o.guard.Wrap).Post("/api/v1/db/clear", o.countDB("clear", o.handleClear))
+	r.With(o.guard.Wrap).Post("/api/v1/crash/master", o.handleCrashMaster)
+	r.With(o.guard.Wrap).Post("/api/v1/crash/slave", o.handleCrashSlave)
 	r.Get("/api/v1/worker/list", o.handleWorkerList)
 	r.Get("/api/v1/workers", o.handleWorkers)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	r.Get("/readyz", o.handleReady)
+	o.opsRoutes(r)
 	return r
 }
 
@@ -322,7 +326,7 @@ func (o *Orchestrator) handleCrashMaster(w http.ResponseWriter, r *http.Request)
 	}
 	for _, in := range insts {
 		if exists && in.ID == rec.ID {
-			o.kill(w, r, in)
+			o.kill(w, r, in, wire.RoleMaster)
 			return
 		}
 	}
@@ -350,10 +354,10 @@ func (o *Orchestrator) handleCrashSlave(w http.ResponseWriter, r *http.Request) 
 		writeError(w, http.StatusConflict, "there is no slave to crash right now")
 		return
 	}
-	o.kill(w, r, *victim)
+	o.kill(w, r, *victim, wire.RoleSlave)
 }
 
-func (o *Orchestrator) kill(w http.ResponseWriter, r *http.Request, in Instance) {
+func (o *Orchestrator) kill(w http.ResponseWriter, r *http.Request, in Instance, role string) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	// Killed on request, not crashed: its exit must not count as a worker
@@ -364,6 +368,7 @@ func (o *Orchestrator) kill(w http.ResponseWriter, r *http.Request, in Instance)
 		return
 	}
 	o.log.Info("crashed worker on request", "id", in.ID, "pid", in.PID)
+	o.obs.crashed(in, role)
 	o.cluster.poke()
 	writeJSON(w, 200, []int{in.PID})
 }

@@ -63,6 +63,10 @@ type WorkerView struct {
 	State   string `json:"state"`
 	Applied uint64 `json:"applied_seq"`
 	Epoch   uint64 `json:"epoch"`
+	// Lag is how many sequence numbers the worker is behind the master
+	// (0 for the master itself).
+	Lag     uint64            `json:"lag"`
+	Plugins []wire.PluginInfo `json:"plugins,omitempty"`
 }
 
 func newCluster(o *Orchestrator, zks *zkutil.Session) *cluster {
@@ -293,6 +297,7 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	}
 	sched, scheduled := c.o.rt.(Scheduler)
 	c.mu.Lock()
+	c.o.obs.alive(alive, c.stopping)
 	if scheduled {
 		// The scheduler started these workers, not us: note when we first
 		// saw each one unregistered, so the first election waits for them
@@ -388,6 +393,7 @@ func (c *cluster) reconcile(ctx context.Context) error {
 				return fmt.Errorf("start worker: %w", err)
 			}
 			alive[in.ID] = in.PID
+			c.o.obs.started(in)
 		}
 	case len(slaves) > desired:
 		// Scale in: remove the slaves with the highest pids.
@@ -397,6 +403,7 @@ func (c *cluster) reconcile(ctx context.Context) error {
 			c.stopping[s.ID] = true
 			c.mu.Unlock()
 			c.log.Info("scaling in: stopping slave", "id", s.ID, "pid", s.PID)
+			c.o.obs.stopping(s)
 			go func(id string) {
 				sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
@@ -419,7 +426,7 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	for id, pid := range alive {
 		v := WorkerView{ID: id, PID: pid, Role: wire.RoleSlave, State: "starting"}
 		if info, ok := zkw[id]; ok {
-			v.Role, v.State, v.Applied, v.Epoch = info.Role, info.State, info.Applied, info.Epoch
+			v.Role, v.State, v.Applied, v.Epoch, v.Plugins = info.Role, info.State, info.Applied, info.Epoch, info.Plugins
 			if id == masterID && info.Role == wire.RoleMaster && info.State == wire.StateReady {
 				ready = true
 			}
@@ -427,6 +434,8 @@ func (c *cluster) reconcile(ctx context.Context) error {
 		view = append(view, v)
 	}
 	sort.Slice(view, func(i, j int) bool { return view[i].PID < view[j].PID })
+	withLag(view, masterID)
+	c.o.obs.view(view)
 	c.mu.Lock()
 	c.view, c.masterID, c.ready = view, masterID, ready
 	c.mu.Unlock()
@@ -532,6 +541,7 @@ func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int3
 		candidates = append(candidates, fmt.Sprintf("%s(pid %d, seq %d, %s)", id, alive[id], info.Applied, info.State))
 	}
 	slices.Sort(candidates)
+	c.o.obs.elected(rec, exists, best.ID, bestPID, best.Applied, next.Epoch)
 	c.log.Info("elected master", "id", best.ID, "pid", bestPID, "applied_seq", best.Applied, "acked_seq", acked, "epoch", next.Epoch, "previous", rec.ID, "candidates", candidates)
 	return best.ID, nil
 }
@@ -567,6 +577,7 @@ func (c *cluster) revive(ctx context.Context, rec wire.MasterRecord, version int
 		return "", true, fmt.Errorf("restart master %s: %w", rec.ID, err)
 	}
 	alive[in.ID] = in.PID
+	c.o.obs.revived(rec.ID, in.PID, next.Epoch)
 	return rec.ID, true, nil
 }
 

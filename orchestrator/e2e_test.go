@@ -384,13 +384,14 @@ func TestE2E_RabbitMQUnreachable(t *testing.T) {
 	name := testenv.Name(t)
 	rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{Binary: testenv.Bin(t, "worker"), DataDir: t.TempDir(),
 		DieWithParent: true,
-		Args: []string{"--amqp-url", "amqp://127.0.0.1:1/", "--zk-servers", strings.Join(testenv.ZKServers(), ","),
+		Env:           []string{"RIDESHARE_AMQP_URL=amqp://nobody:x@127.0.0.1:1/", "RIDESHARE_AMQP_URL_FILE="},
+		Args: []string{"--zk-servers", strings.Join(testenv.ZKServers(), ","),
 			"--zk-root", "/test-" + name, "--queue-prefix", name + "."}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o, err := orchestrator.New(orchestrator.Options{
-		Listen: "127.0.0.1:0", AMQPURL: "amqp://127.0.0.1:1/", ZKServers: testenv.ZKServers(),
+		Listen: "127.0.0.1:0", AMQPURL: "amqp://nobody:x@127.0.0.1:1/", ZKServers: testenv.ZKServers(), Dev: true,
 		ZKRoot: "/test-" + name, QueuePrefix: name + ".", Runtime: rt, WriteTimeout: 3 * time.Second,
 		Scale:  orchestrator.ScaleOptions{MinSlaves: 1},
 		Logger: testLogger(t),

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/adminauth"
+	"github.com/rideshare-dbaas/rideshare/internal/metrics"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
@@ -37,6 +39,20 @@ type Options struct {
 	ReadTimeout  time.Duration // how long db/read waits for a slave
 	MaxBody      int64
 	Scale        ScaleOptions
+
+	// AdminToken guards the admin endpoints (crash/*, db/clear, scale):
+	// requests must send it as a bearer token. Without one, Dev must be set
+	// (New fails otherwise), and the orchestrator must listen on loopback.
+	AdminToken string
+	// Dev is dev mode: with no AdminToken the admin endpoints are open,
+	// and the cluster page shows the crash buttons.
+	Dev bool
+	// TraefikAPI is the base URL of Traefik's API (e.g.
+	// http://127.0.0.1:8088), proxied for the cluster page's routing view.
+	TraefikAPI string
+	// Metrics is the registry the orchestrator's metrics go to (nil: one
+	// of its own, served at /metrics).
+	Metrics *metrics.Registry
 	// BatchMax is the most requests one message carries, BatchesInFlight
 	// how many messages of each kind (writes, reads) may wait for their
 	// replies at once; requests arriving meanwhile form the next message.
@@ -120,6 +136,11 @@ type Orchestrator struct {
 	lis     net.Listener
 	ready   atomic.Bool
 	closeMu sync.Mutex
+
+	guard  *adminauth.Guard
+	met    *metrics.Registry
+	events *eventRing
+	obs    *observer
 }
 
 // New validates options and prepares an orchestrator; Run starts it.
@@ -127,6 +148,16 @@ func New(opts Options) (*Orchestrator, error) {
 	opts.defaults()
 	if opts.AMQPURL == "" || len(opts.ZKServers) == 0 || opts.Runtime == nil {
 		return nil, errors.New("orchestrator: AMQPURL, ZKServers and Runtime are required")
+	}
+	guard, err := adminauth.NewGuard(opts.AdminToken, opts.Dev)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: %w", err)
+	}
+	if err := adminauth.CheckListen(opts.Listen, opts.AdminToken); err != nil {
+		return nil, fmt.Errorf("orchestrator: %w", err)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New("orchestrator")
 	}
 	o := &Orchestrator{
 		opts:  opts,
@@ -145,6 +176,11 @@ func New(opts Options) (*Orchestrator, error) {
 	o.scaler = newAutoscaler(opts.Scale)
 	o.writes = newBatcher(opts.BatchMax, opts.BatchesInFlight, o.sendWrites)
 	o.reads = newBatcher(opts.BatchMax, opts.BatchesInFlight, o.sendReads)
+	o.guard, o.met, o.events = guard, opts.Metrics, newEventRing(200)
+	om := newOrchMetrics(o.met.Registerer(), func() float64 { return float64(o.scaler.reads.Load()) })
+	o.obs = newObserver(o.events, om)
+	o.scaler.onDecision = o.obs.decided
+	om.desired.Set(float64(o.scaler.current))
 	return o, nil
 }
 
@@ -231,6 +267,13 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	o.zks = zks
 	defer zks.Close()
 	o.cluster = newCluster(o, zks)
+	o.scaler.bind(o.cluster.setDesired)
+	switch {
+	case o.opts.AdminToken != "":
+		o.log.Info("admin endpoints need the admin token")
+	default:
+		o.log.Warn("DEV MODE: admin endpoints (crash, db/clear, scale) are open to anyone who can reach " + o.lis.Addr().String())
+	}
 	if j, ok := o.rt.(registrationJoiner); ok {
 		// The runtime cannot see the workers' pids itself (Nomad): it
 		// takes them from the workers' ZooKeeper registrations.

@@ -20,6 +20,7 @@ import (
 type ProcessOptions struct {
 	Binary  string   // the worker binary
 	Args    []string // arguments every worker gets (broker, ZooKeeper, ...)
+	Env     []string // added to the orchestrator's environment for every worker (secrets go here, not in Args)
 	DataDir string   // each worker gets DataDir/<id>; its log is DataDir/<id>.log
 	Logger  *slog.Logger
 	// Grace is how long Stop waits after SIGTERM before SIGKILL.
@@ -108,6 +109,9 @@ func (p *Process) startCmd(cmd *exec.Cmd) error {
 	return <-errc
 }
 
+// Name is the runtime's name for operators (/api/v1/cluster).
+func (p *Process) Name() string { return "process" }
+
 // Start launches the worker binary.
 func (p *Process) Start(_ context.Context, id string) (Instance, error) {
 	dir := filepath.Join(p.opts.DataDir, id)
@@ -119,6 +123,9 @@ func (p *Process) Start(_ context.Context, id string) (Instance, error) {
 	cmd := exec.Command(p.opts.Binary, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	if len(p.opts.Env) > 0 {
+		cmd.Env = append(os.Environ(), p.opts.Env...)
+	}
 	// Workers outlive a crashed orchestrator on purpose: they hold the
 	// data, and a restarted orchestrator adopts them (Adopt). Setpgid: a
 	// Ctrl-C in the terminal reaches the orchestrator only, which then

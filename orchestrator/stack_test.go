@@ -93,7 +93,9 @@ func (s *stack) prefix() string { return s.name + "." }
 func (s *stack) startOrchestrator() {
 	t := s.t
 	t.Helper()
-	args := []string{"--amqp-url", testenv.AMQPURL(), "--zk-servers", strings.Join(testenv.ZKServers(), ","),
+	// The broker URL (the test run's user and password) goes through the
+	// environment, never a command line.
+	args := []string{"--zk-servers", strings.Join(testenv.ZKServers(), ","),
 		"--zk-root", s.root(), "--queue-prefix", s.prefix(), "--zk-timeout", "2s", "--log-level", "debug"}
 	var (
 		rt  orchestrator.Runtime
@@ -108,6 +110,7 @@ func (s *stack) startOrchestrator() {
 			// same job.
 			s.nomad, err = nomadfake.Start(nomadfake.Options{
 				Command: s.bin, Dir: filepath.Join(s.dataDir, "workers"), Count: 2, Min: 2, Max: 10,
+				Env:          testenv.AMQPEnv(),
 				Args:         append(args, "--id", orchestrator.NomadWorkerIDArg, "--data-dir", "${NOMAD_ALLOC_DIR}/data"),
 				RestartDelay: time.Second, MinHealthyTime: 2 * time.Second, KillTimeout: 5 * time.Second,
 				Logger: s.log.With("subsystem", "nomad-double"),
@@ -125,6 +128,7 @@ func (s *stack) startOrchestrator() {
 			Logger:  s.log,
 			// Nothing this test starts outlives it, however it dies.
 			DieWithParent: true,
+			Env:           testenv.AMQPEnv(),
 			Args:          args,
 		})
 	}
@@ -138,7 +142,7 @@ func (s *stack) startOrchestrator() {
 		// does not make it reconnect (go-zookeeper v1.0.4 has a data race
 		// on reconnect that -race reports: go-zookeeper/zk#35, unfixed).
 		// Failure detection is the workers' sessions (2 s, their flags).
-		ZKTimeout: 8 * time.Second,
+		ZKTimeout: 8 * time.Second, Dev: true,
 	}
 	for _, f := range s.tweak {
 		f(&opts)

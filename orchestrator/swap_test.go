@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/httpx"
+	"github.com/rideshare-dbaas/rideshare/internal/pluginsig"
 	"github.com/rideshare-dbaas/rideshare/internal/testenv"
 	"github.com/rideshare-dbaas/rideshare/orchestrator"
 	"github.com/rideshare-dbaas/rideshare/services/rides"
@@ -57,7 +59,8 @@ func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 			DataDir:       workersDir,
 			Logger:        o.Logger,
 			DieWithParent: true,
-			Args: []string{"--amqp-url", o.AMQPURL, "--zk-servers", strings.Join(o.ZKServers, ","),
+			Env:           []string{"RIDESHARE_AMQP_URL=" + o.AMQPURL, "RIDESHARE_AMQP_URL_FILE=", swapKeyEnv(), pluginsig.EnvPublicKeyFile + "="},
+			Args: []string{"--zk-servers", strings.Join(o.ZKServers, ","),
 				"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s",
 				"--log-level", "debug", "--plugin-dir", pluginDir},
 		})
@@ -245,9 +248,17 @@ func writeManifest(t *testing.T, dir string, names ...string) {
 		}
 		m.Plugins = append(m.Plugins, pluginhost.ManifestEntry{Name: n, File: n + "-plugin", SHA256: sum})
 	}
-	if err := m.WriteFile(filepath.Join(dir, pluginhost.ManifestName)); err != nil {
+	if err := m.WriteSignedFile(filepath.Join(dir, pluginhost.ManifestName), swapKey); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// swapKey signs the swap test's manifests; its workers get the public key
+// in their environment.
+var swapKey = ed25519.NewKeyFromSeed([]byte("rideshare swap test signing key!"))
+
+func swapKeyEnv() string {
+	return pluginsig.EnvPublicKey + "=" + pluginsig.EncodePublicKey(swapKey.Public().(ed25519.PublicKey))
 }
 
 // ---- worker logs ----

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make acceptance`: runs the shared black-box acceptance suite against a
 # throwaway stack of its own (NAME "acc", ports 18000/18080/18081/18082/18088,
-# state in a mktemp dir, autoscaler window 10 s), always tearing it down.
+# state in a mktemp dir, autoscaler window 10 s, dev mode: the suite calls
+# crash/* and db/clear without a token), always tearing it down.
 # Exits with the suite's status.
 #
 #   ACCEPTANCE_PY    the suite (default: ../shared/acceptance/acceptance.py beside the repo)
@@ -43,6 +44,8 @@ finish() {
     stack_tail_all
   fi
   if [ "$ok" -eq 1 ]; then
+    # The stack's state is thrown away: so are its broker vhost and user.
+    "$repo/scripts/servers.sh" broker-user-rm "$name" >/dev/null 2>&1 || true
     rm -rf "$state"
   else
     stack_log "state and logs kept in $state"

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Builds every handler plugin (worker/plugins/*/cmd/*) into OUTDIR and
 # writes OUTDIR/plugins.json, the manifest the worker checks each binary's
-# SHA-256 against (see worker/pluginhost).
+# SHA-256 against (see worker/pluginhost), and its ed25519 signature
+# OUTDIR/plugins.json.sig, made with the plugin signing key
+# ($RIDESHARE_PLUGIN_KEY, default ~/.config/rideshare/plugin-signing.key,
+# mode 0600, made here the first time: a dev key that never enters the
+# repo). The public key goes to OUTDIR/../plugin-signing.pub, outside the
+# plugin directory, where bin/worker looks for it by default.
 #
 #   scripts/build-plugins.sh OUTDIR        e.g. bin/plugins
 #
@@ -18,6 +23,18 @@ OUT=$1
 mkdir -p "$OUT"
 TMP=$(mktemp -d "$OUT/.build-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
+# Nothing in the plugin directory may be writable by group or others (the
+# worker refuses such files).
+umask 022
+chmod go-w "$OUT"
+
+# The signing tool is the rideshare CLI (rideshare plugin keygen|sign).
+CGO_ENABLED=0 go build -o "$TMP/rideshare" ./cmd/rideshare
+KEY=${RIDESHARE_PLUGIN_KEY:-${XDG_CONFIG_HOME:-$HOME/.config}/rideshare/plugin-signing.key}
+if [ ! -f "$KEY" ]; then
+	echo "build-plugins: no plugin signing key at $KEY: making a dev key (mode 0600; keep it out of the repo)" >&2
+	"$TMP/rideshare" plugin keygen --key "$KEY" >/dev/null
+fi
 
 entries=()
 for cmd in worker/plugins/*/cmd/*/; do
@@ -42,4 +59,11 @@ done
 	done
 	echo ']}'
 } >"$TMP/plugins.json"
+# Signature first, manifest last: a worker that sees the new manifest
+# already finds its signature.
+"$TMP/rideshare" plugin sign --key "$KEY" "$TMP/plugins.json" >/dev/null
+"$TMP/rideshare" plugin pubkey --key "$KEY" --pem >"$TMP/plugin-signing.pub"
+mv -f "$TMP/plugin-signing.pub" "$(dirname "$OUT")/plugin-signing.pub"
+mv -f "$TMP/plugins.json.sig" "$OUT/plugins.json.sig"
 mv -f "$TMP/plugins.json" "$OUT/plugins.json"
+echo "build-plugins: signed $OUT/plugins.json with $KEY (public key $(dirname "$OUT")/plugin-signing.pub)" >&2

@@ -125,6 +125,36 @@ else
     die "the docker driver needs the rideshare/* images (make images, from the Docker deployment)"
 fi
 
+# ---- the stack's secrets, as Nomad variables ----
+# The RabbitMQ user the broker job creates instead of guest, and the admin
+# token, are generated once (kept in $state/secrets.env, mode 0600) and
+# written to each job's variable nomad/jobs/<job>, where its templates read
+# them (a job's tasks may read their own job's variables). Nothing secret is
+# in the jobspecs.
+secrets=$state/secrets.env
+if [ ! -s "$secrets" ]; then
+  gen() { head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32; }
+  (
+    umask 077
+    printf 'amqp_user=rideshare\namqp_password=%s\namqp_vhost=rideshare\nadmin_token=%s\n' "$(gen)" "$(gen)" >"$secrets"
+  )
+  log "generated the stack's RabbitMQ password and admin token ($secrets, mode 0600)"
+fi
+# shellcheck disable=SC1090
+. "$secrets"
+(umask 077 && printf '%s\n' "$admin_token" >"$state/admin-token")
+amqp=(amqp_user="$amqp_user" amqp_password="$amqp_password" amqp_vhost="$amqp_vhost")
+put_var() { # JOB KEY=VALUE...
+  local job=$1
+  shift
+  "$nomad" var put -force "nomad/jobs/$job" "$@" >/dev/null || die "cannot write the Nomad variable nomad/jobs/$job"
+}
+put_var rideshare-rabbitmq "${amqp[@]}"
+put_var rideshare-worker "${amqp[@]}"
+put_var rideshare-orchestrator "${amqp[@]}" admin_token="$admin_token"
+put_var rideshare-users admin_token="$admin_token"
+put_var rideshare-rides admin_token="$admin_token"
+
 # ---- the jobs, in order; each run waits for its deployment ----
 vars_for() { # the -var flags a jobspec declares
   local f=$repo/jobs/$1.nomad.hcl
@@ -158,7 +188,7 @@ cat <<EOT
 RideShare runs on Nomad ($NOMAD_ADDR, driver $driver):
   entry point (Traefik)  $entry/api/v1/users, $entry/api/v1/rides
   Traefik API            http://127.0.0.1:$api_port/api/http/routers
-  orchestrator (DBaaS)   $orch/api/v1/workers
+  orchestrator (DBaaS)   $orch/api/v1/workers   (admin token: RIDESHARE_ADMIN_TOKEN_FILE=$state/admin-token bin/rideshare ...)
   Nomad                  $NOMAD_ADDR/ui/jobs   (nomad job status rideshare-worker)
 
 Ctrl-C stops the jobs${agent_pid:+ and the agent}.

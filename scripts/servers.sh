@@ -6,6 +6,18 @@
 #   scripts/servers.sh down     stop both
 #   scripts/servers.sh status   say what answers (exit 1 unless both do)
 #   scripts/servers.sh packages install the packages only (make nomad runs the servers as jobs)
+#   scripts/servers.sh broker-user NAME FILE
+#                               a RabbitMQ vhost and user of stack NAME
+#                               (rideshare-NAME, a generated password); the
+#                               URL goes to FILE, mode 0600 (kept and reused)
+#   scripts/servers.sh broker-user-rm NAME
+#                               delete stack NAME's vhost and user
+#
+# RabbitMQ's guest account is used by no stack: each gets a vhost of its own
+# that only its user may use, so guest (and every other stack) can neither
+# publish to its queues nor read them. On a node this script creates (a
+# fresh machine), guest is also deleted outright, unless
+# RIDESHARE_KEEP_GUEST=1; a running node's users are left alone.
 #
 # State (configs, data, logs, pid files) lives outside the repo, in
 # $RIDESHARE_SERVERS_DIR (default /var/tmp/rideshare-servers), so every clone
@@ -177,7 +189,7 @@ rmq_pid() { pid_of "$RABBITMQ_PID_FILE" "-s rabbit boot"; }
 rmq_alive() { [ -n "$(rmq_pid)" ]; }
 
 rmq_up() {
-  local pid
+  local pid fresh=0
   if rmq_ok; then
     log "rabbitmq already up on 127.0.0.1:$RMQ_PORT"
     return 0
@@ -187,6 +199,7 @@ rmq_up() {
     log "rabbitmq (pid $pid) is already starting"
   else
     rm -f "$RABBITMQ_PID_FILE"
+    [ -d "$RABBITMQ_MNESIA_BASE" ] || fresh=1
     as_root mkdir -p "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
     [ -f "$RABBITMQ_ENABLED_PLUGINS_FILE" ] || echo '[].' | as_root tee "$RABBITMQ_ENABLED_PLUGINS_FILE" >/dev/null
     # The server runs as rabbitmq: everything it writes must be rabbitmq's,
@@ -203,6 +216,78 @@ rmq_up() {
   fi
   wait_for rabbitmq rmq_ok rmq_alive "$STATE/rabbitmq-start.out" "$RABBITMQ_LOG_BASE/$RMQ_NODE.log"
   log "rabbitmq up on 127.0.0.1:$RMQ_PORT (node $RMQ_NODE)"
+  if [ "$fresh" = 1 ]; then rmq_drop_guest; fi
+}
+
+# ctl ARGS...: rabbitmqctl on our node, quiet (about 1.5 s a call).
+ctl() { as_root timeout 60 rabbitmqctl -n "$RMQ_NODE" -q "$@"; }
+
+# rmq_drop_guest: the server-wide part of "guest is not used", on a node
+# this script has just created: no stack ever logs in with the default
+# credentials, so the account goes. rabbitmqctl (the Erlang cookie, root
+# only) is how stacks get their users; it needs no guest.
+rmq_drop_guest() {
+  if [ "${RIDESHARE_KEEP_GUEST:-}" = 1 ]; then
+    log "RIDESHARE_KEEP_GUEST=1: leaving the guest account on the new node"
+    return 0
+  fi
+  if ctl delete_user guest >/dev/null 2>&1; then
+    log "deleted RabbitMQ's default guest account on the new node (stacks use users of their own: broker-user)"
+  else
+    log "could not delete the guest account (already gone?)"
+  fi
+}
+
+# broker_user NAME FILE: stack NAME's vhost and user, URL in FILE (0600).
+# A FILE whose user still logs in with its password and may use its vhost
+# is kept as it is (the fast path: two rabbitmqctl calls).
+broker_user() {
+  local name=$1 file=$2 vhost user pass url have perms
+  [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || die "broker-user: stack name '$name' must be letters, digits, '.', '_' or '-'"
+  rmq_ok || die "rabbitmq does not answer on 127.0.0.1:$RMQ_PORT (scripts/servers.sh up)"
+  vhost=rideshare-$name
+  user=rideshare-$name
+  mkdir -p "$(dirname "$file")"
+  if [ -s "$file" ]; then
+    have=$(cat "$file")
+    # amqp://USER:PASS@127.0.0.1:PORT/VHOST
+    if [[ "$have" =~ ^amqp://([^:@/]+):([^@/]+)@127\.0\.0\.1:$RMQ_PORT/(.+)$ ]] &&
+      [ "${BASH_REMATCH[1]}" = "$user" ] && [ "${BASH_REMATCH[3]}" = "$vhost" ]; then
+      pass=${BASH_REMATCH[2]}
+      if printf '%s\n' "$pass" | ctl authenticate_user "$user" >/dev/null 2>&1 &&
+        perms=$(ctl list_user_permissions "$user" 2>/dev/null) && grep -q "^$vhost[[:space:]]" <<<"$perms"; then
+        chmod 600 "$file"
+        log "broker user $user (vhost $vhost): reusing $file"
+        return 0
+      fi
+    fi
+  fi
+  log "broker user $user (vhost $vhost): creating, URL in $file (mode 0600)"
+  pass=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
+  [ ${#pass} -eq 32 ] || die "could not make a password"
+  ctl add_vhost "$vhost" >/dev/null 2>&1 || true # exists already: fine
+  # The password goes through stdin, never a command line.
+  if ! printf '%s\n' "$pass" | ctl add_user "$user" >/dev/null 2>&1; then
+    printf '%s\n' "$pass" | ctl change_password "$user" >/dev/null || die "cannot set the password of $user"
+  fi
+  ctl set_permissions -p "$vhost" "$user" '.*' '.*' '.*' >/dev/null || die "cannot give $user its vhost $vhost"
+  url="amqp://$user:$pass@127.0.0.1:$RMQ_PORT/$vhost"
+  (
+    umask 077
+    printf '%s\n' "$url" >"$file.tmp.$$"
+  )
+  mv -f "$file.tmp.$$" "$file"
+}
+
+# broker_user_rm NAME: delete stack NAME's vhost (its queues go with it)
+# and user.
+broker_user_rm() {
+  local name=$1
+  [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || die "broker-user-rm: bad stack name '$name'"
+  rmq_ok || { log "rabbitmq not running: nothing to delete"; return 0; }
+  ctl delete_vhost "rideshare-$name" >/dev/null 2>&1 || true
+  ctl delete_user "rideshare-$name" >/dev/null 2>&1 || true
+  log "deleted broker vhost and user rideshare-$name"
 }
 
 rmq_down() {
@@ -231,7 +316,7 @@ status() {
   return "$rc"
 }
 
-usage() { echo "usage: $0 up|down|status|packages" >&2; exit 2; }
+usage() { echo "usage: $0 up|down|status|packages|broker-user NAME FILE|broker-user-rm NAME" >&2; exit 2; }
 
 # lock: one up/down at a time (two terminals, make -j), held until exit.
 # The servers are started with fd 9 closed, or they would hold it for ever.
@@ -241,6 +326,10 @@ lock() {
   flock -w 180 9 || die "another servers.sh holds $STATE/.lock"
 }
 
+case "${1:-}" in
+  broker-user) [ $# -eq 3 ] || usage; broker_user "$2" "$3"; exit 0 ;;
+  broker-user-rm) [ $# -eq 2 ] || usage; broker_user_rm "$2"; exit 0 ;;
+esac
 [ $# -eq 1 ] || usage
 case "$1" in
   up)

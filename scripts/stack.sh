@@ -12,8 +12,16 @@
 #   Traefik entry point BASE+80, Traefik API BASE+88
 # (8000 gives 8000/8081/8082/8080/8088; 18000 gives 18000/18081/18082/...).
 # NAME keeps stacks apart on the shared servers: ZooKeeper root /rideshare-NAME,
-# RabbitMQ queue prefix "NAME.". STATE_DIR gets logs/, pids/, dbaas/ (the
-# workers' data) and traefik/ (rendered config and Traefik's own logs).
+# RabbitMQ queue prefix "NAME.", and the RabbitMQ vhost and user
+# rideshare-NAME (scripts/servers.sh broker-user), whose URL with its
+# generated password is STATE_DIR/amqp.url (mode 0600; never on a command
+# line). STATE_DIR gets logs/, pids/, dbaas/ (the workers' data) and traefik/
+# (rendered config and Traefik's own logs).
+#
+# Stacks run in dev mode (the orchestrator's --dev): without an admin token
+# crash/*, db/clear and scale are open, as the shared acceptance suite
+# expects. With RIDESHARE_ADMIN_TOKEN_FILE (or RIDESHARE_ADMIN_TOKEN) in the
+# environment, the orchestrator requires that token and the services send it.
 #
 # Each process runs in its own session (setsid), so its pid is its process
 # group: a Ctrl-C in the terminal reaches only the caller, whose trap calls
@@ -25,7 +33,6 @@
 
 STACK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_BIN=${RIDESHARE_BIN:-$STACK_REPO/bin}
-STACK_AMQP_URL=${AMQP_URL:-amqp://127.0.0.1:5672/}
 STACK_ZK_SERVERS=${ZK_SERVERS:-127.0.0.1:2181}
 # Seconds to wait for each component (the orchestrator's readyz includes
 # starting the first master and slave), and for each to stop.
@@ -43,7 +50,9 @@ STACK_COMPONENTS=(orchestrator users rides traefik)
 cmd_orchestrator() {
   CMD=("$STACK_BIN/orchestrator"
     --listen "127.0.0.1:$STACK_ORCH_PORT"
-    --amqp-url "$STACK_AMQP_URL"
+    --dev
+    --amqp-url-file "$STACK_DIR/amqp.url"
+    --traefik-api "$STACK_API_URL"
     --zk-servers "$STACK_ZK_SERVERS"
     --zk-root "/rideshare-$STACK_NAME"
     --queue-prefix "$STACK_NAME."
@@ -293,6 +302,8 @@ stack_start() {
     fi
     sleep 1
   done
+  # The stack's own RabbitMQ vhost and user (guest is never used).
+  "$STACK_REPO/scripts/servers.sh" broker-user "$STACK_NAME" "$STACK_DIR/amqp.url" || return 1
   for port in "$STACK_ORCH_PORT" "$STACK_USERS_PORT" "$STACK_RIDES_PORT" "$STACK_LB_PORT" "$STACK_API_PORT"; do
     if stack_port_open "$port"; then
       stack_err "port 127.0.0.1:$port is already in use (another stack? see: ss -ltnp 'sport = :$port')"
@@ -361,12 +372,20 @@ stack_watch() {
 }
 
 stack_print_urls() {
+  local admin="DEV MODE: admin endpoints (crash/*, db/clear, scale) are open, no token"
+  if [ -n "${RIDESHARE_ADMIN_TOKEN_FILE:-}${RIDESHARE_ADMIN_TOKEN:-}" ]; then
+    admin="admin endpoints need the token of \$RIDESHARE_ADMIN_TOKEN_FILE / \$RIDESHARE_ADMIN_TOKEN"
+  fi
   cat <<EOF
 
 RideShare stack "$STACK_NAME" is up (state and logs in $STACK_DIR):
   entry point (Traefik)  $STACK_LB_URL      e.g. $STACK_LB_URL/api/v1/users
   Traefik API            $STACK_API_URL/api/rawdata
   orchestrator (DBaaS)   $STACK_ORCH_URL      e.g. $STACK_ORCH_URL/api/v1/worker/list
+  cluster page           $STACK_ORCH_URL/ui/  (also: bin/rideshare --url $STACK_ORCH_URL status)
+  metrics                $STACK_ORCH_URL/metrics, $STACK_USERS_URL/metrics, $STACK_RIDES_URL/metrics
+  RabbitMQ               vhost rideshare-$STACK_NAME, its URL in $STACK_DIR/amqp.url (mode 0600)
+  $admin
   users (direct)         $STACK_USERS_URL
   rides (direct)         $STACK_RIDES_URL
   logs                   $STACK_DIR/logs/*.log, $STACK_DIR/traefik/{traefik,access}.log

@@ -51,23 +51,53 @@ if pinned_ready traefik "$TRAEFIK_VERSION" "$bin" log; then
   exit 0
 fi
 
-# 3. build from the Go module.
-log "building Traefik $TRAEFIK_VERSION from its Go module, first time takes ~7 min (2 cores, ~3 GB RAM)..."
+# 3. build from the Go module. It takes minutes: say what happens, how long
+# it usually takes, and how far it is (the packages `go build -v` names as it
+# compiles them, against the number it has to compile), every 20 s.
+log "building Traefik $TRAEFIK_VERSION from its Go module (once; cached in $cache_dir afterwards)."
+log "usually 7-11 min on 2 cores and ~3 GB of RAM, plus the module download the very first time; progress every 20 s"
 start=$(date +%s)
 tmp="$bin.tmp.$$"
-trap 'rm -f "$tmp"' EXIT
+progress="$bin.progress.$$"
+trap 'rm -f "$tmp" "$progress" "$progress.total"; [ -n "${ticker:-}" ] && kill "$ticker" 2>/dev/null || true' EXIT
+: >"$progress"
+(
+  while sleep 20; do
+    # go build -v names each package it compiles on a line of its own.
+    n=$(grep -cv '^go: ' "$progress" 2>/dev/null || true)
+    total=$(cat "$progress.total" 2>/dev/null || true)
+    elapsed=$(($(date +%s) - start))
+    if [ -n "$total" ] && [ "$total" -gt 0 ]; then
+      log "still building Traefik: ${n:-0} packages compiled of at most $total (packages in Go's build cache are not recompiled; linking comes last), $((elapsed / 60))m$((elapsed % 60))s elapsed (usually 7-11 min in all)"
+    else
+      log "still building Traefik: downloading modules or compiling (${n:-0} packages so far), $((elapsed / 60))m$((elapsed % 60))s elapsed (usually 7-11 min in all)"
+    fi
+  done
+) &
+ticker=$!
+( cd "$root/tools/traefik" && go list -deps github.com/traefik/traefik/v3/cmd/traefik 2>/dev/null | wc -l >"$progress.total.tmp" && mv "$progress.total.tmp" "$progress.total" ) || true
 (
   cd "$root/tools/traefik"
-  CGO_ENABLED=0 go build -trimpath -o "$tmp" \
+  CGO_ENABLED=0 go build -v -trimpath -o "$tmp" \
     -ldflags "-s -w \
       -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION \
       -X github.com/traefik/traefik/v3/pkg/version.Codename=$TRAEFIK_CODENAME \
       -X github.com/traefik/traefik/v3/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     github.com/traefik/traefik/v3/cmd/traefik
-)
+) 2>"$progress" || {
+  kill "$ticker" 2>/dev/null || true
+  log "the Traefik build failed; its last output:"
+  grep -v '^[a-z0-9.-]*/[^ ]*$\|^[a-z0-9_]*$' "$progress" | tail -n 30 >&2 || tail -n 30 "$progress" >&2
+  exit 1
+}
+kill "$ticker" 2>/dev/null || true
+wait "$ticker" 2>/dev/null || true
+ticker=
+rm -f "$progress"
 rm -f "$bin"          # may be a stale symlink to a PATH binary
 mv -f "$tmp" "$bin"
 trap - EXIT
 pinned_store traefik "$TRAEFIK_VERSION" "$bin"
 log "built $bin in $(( $(date +%s) - start ))s"
+trap - EXIT
 echo "$bin"

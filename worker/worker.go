@@ -351,7 +351,8 @@ func (w *Worker) info() wire.WorkerInfo {
 	if state == wire.StateReady && role == wire.RoleSlave && w.catchingUp.Load() {
 		state = wire.StateCatchingUp
 	}
-	return wire.WorkerInfo{ID: w.opts.ID, PID: w.pid, Role: role, State: state, Applied: seq, Epoch: ep}
+	return wire.WorkerInfo{ID: w.opts.ID, PID: w.pid, Role: role, State: state, Applied: seq, Epoch: ep,
+		Plugins: pluginInfos(w.reg)}
 }
 
 // runZK keeps this worker's ephemeral znode true (re-creating it after a
@@ -420,7 +421,7 @@ func (w *Worker) runZK(ctx context.Context) error {
 			case <-w.zkNudge:
 			case <-tick.C:
 			}
-			if cur := w.info(); cur != last {
+			if cur := w.info(); !cur.Equal(last) {
 				_, err := w.zks.Conn.Set(node, mustJSON(cur), -1)
 				if errors.Is(err, zk.ErrNoNode) {
 					registered = false // deleted under us: register again

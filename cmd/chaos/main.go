@@ -37,6 +37,7 @@ func main() {
 		logLevel string
 		short    bool
 		extra    multi
+		amqpFile string
 	)
 	bin := defaultBinDir()
 	flag.StringVar(&o.URL, "url", "", "attach to this orchestrator instead of starting one (e.g. http://127.0.0.1:8000)")
@@ -45,7 +46,8 @@ func main() {
 	flag.Var(&extra, "orchestrator-arg", "extra argument for the own orchestrator (repeatable)")
 	flag.StringVar(&o.DataDir, "data-dir", "", "process runtime data dir (own stack: default a temp dir; attached: needed for the replica checksums)")
 	flag.BoolVar(&o.KeepData, "keep-data", false, "keep the own stack's data dir and logs (always kept on failure)")
-	flag.StringVar(&o.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
+	flag.StringVar(&o.AMQPURL, "amqp-url", "", "RabbitMQ URL with a user of the run's own (default: --amqp-url-file, $"+cmdutil.EnvAMQPURLFile+" or $"+cmdutil.EnvAMQPURL+")")
+	flag.StringVar(&amqpFile, "amqp-url-file", "", "file (mode 0600) holding the RabbitMQ URL")
 	flag.StringVar(&zk, "zk-servers", "127.0.0.1:2181", "ZooKeeper servers, comma-separated")
 	flag.StringVar(&o.ZKRoot, "zk-root", "", "ZooKeeper root of the DBaaS (own stack: /chaos-<run>)")
 	flag.StringVar(&o.QueuePrefix, "queue-prefix", "", "queue prefix (own stack: chaos-<run>.)")
@@ -71,6 +73,9 @@ func main() {
 
 	log, err := cmdutil.Logger("chaos", logLevel)
 	if err != nil {
+		cmdutil.Exit("chaos", err, 2)
+	}
+	if o.AMQPURL, err = cmdutil.AMQPURL(o.AMQPURL, amqpFile); err != nil {
 		cmdutil.Exit("chaos", err, 2)
 	}
 	if short {

@@ -108,7 +108,7 @@ type Options struct {
 
 func (o *Options) defaults() error {
 	if o.AMQPURL == "" {
-		o.AMQPURL = "amqp://127.0.0.1:5672/"
+		return errors.New("chaos: AMQPURL is required (a URL with a RabbitMQ user of the run's own, never guest)")
 	}
 	if len(o.ZKServers) == 0 {
 		o.ZKServers = []string{"127.0.0.1:2181"}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
 )
 
@@ -102,7 +103,7 @@ func (c *Chaos) startOrchestrator(s *stack) error {
 	s.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	args := []string{
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--amqp-url", o.AMQPURL,
+		"--dev", // the chaos run crashes workers through the admin endpoints
 		"--zk-servers", strings.Join(o.ZKServers, ","),
 		"--zk-root", s.zkRoot,
 		"--zk-timeout", o.ZKTimeout.String(),
@@ -125,6 +126,8 @@ func (c *Chaos) startOrchestrator(s *stack) error {
 	}
 	cmd := exec.Command(o.OrchestratorBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// The broker URL holds a password: environment, not command line.
+	cmd.Env = append(os.Environ(), cmdutil.EnvAMQPURL+"="+o.AMQPURL, cmdutil.EnvAMQPURLFile+"=")
 	// Pdeathsig: the orchestrator (and, through the Pdeathsig it sets on
 	// them, its workers) dies with this run even if the run is SIGKILLed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

@@ -111,6 +111,7 @@ type Client struct {
 	minBackoff time.Duration
 	maxBackoff time.Duration
 	seq        atomic.Uint64 // highest seq seen from writes and clears
+	adminToken string        // sent with db/clear only
 }
 
 // Option configures a Client.
@@ -128,6 +129,11 @@ func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = 
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *Client) { c.minBackoff, c.maxBackoff = min, max }
 }
+
+// WithAdminToken sets the bearer token sent with Clear: db/clear is an
+// admin endpoint of the orchestrator outside dev mode. Reads and writes
+// never carry it.
+func WithAdminToken(token string) Option { return func(c *Client) { c.adminToken = token } }
 
 // New returns a client for the orchestrator at baseURL (e.g.
 // "http://127.0.0.1:8000").
@@ -230,7 +236,7 @@ func (c *Client) Clear(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("dbaas clear: %w", err)
 	}
 	_, seq, err := c.retry(ctx, call{kindClear, "clear"}, func() (reply, error) {
-		return c.post(ctx, "/api/v1/db/clear", body, id)
+		return c.post(ctx, clearPath, body, id)
 	})
 	return seq, err
 }
@@ -314,6 +320,9 @@ func (c *Client) post(ctx context.Context, path string, body []byte, id string) 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	if path == clearPath && c.adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.adminToken)
+	}
 	if id != "" {
 		// Lets net/http itself resend on a stale keep-alive connection.
 		req.Header.Set("Idempotency-Key", id)
@@ -406,3 +415,6 @@ func newID() (string, error) {
 	}
 	return hex.EncodeToString(b[:]), nil
 }
+
+// clearPath is the orchestrator's admin endpoint Clear calls.
+const clearPath = "/api/v1/db/clear"

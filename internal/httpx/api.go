@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/rideshare-dbaas/rideshare/internal/apirecord"
+	"github.com/rideshare-dbaas/rideshare/internal/metrics"
 )
 
 // Methods maps an HTTP method to its handler for one route.
@@ -25,6 +27,7 @@ type ClearFunc func(ctx context.Context) error
 //	GET, DELETE /api/v1/_count  read or reset the request counter
 //	POST        /api/v1/db/clear empty the database
 //	GET         /healthz         liveness
+//	GET         /metrics         Prometheus metrics (package metrics)
 //
 // Requests under Prefix (e.g. /api/v1/users) are counted, whatever their
 // outcome; nothing else is.
@@ -34,12 +37,18 @@ type API struct {
 	mux    *chi.Mux
 	allow  map[string]string // route pattern -> Allow header value
 	count  atomic.Int64
+	met    *metrics.Registry
 }
 
 // NewAPI returns the skeleton for a service whose own routes live under
 // prefix. clear backs /api/v1/db/clear.
+//
+// The service's name for metrics and records is the prefix's last element
+// ("users" for /api/v1/users).
 func NewAPI(prefix string, log *slog.Logger, clear ClearFunc) *API {
-	a := &API{prefix: prefix, log: log, mux: chi.NewRouter(), allow: map[string]string{}}
+	name := prefix[strings.LastIndex(prefix, "/")+1:]
+	a := &API{prefix: prefix, log: log, mux: chi.NewRouter(), allow: map[string]string{}, met: metrics.New(name)}
+	a.mux.Use(a.met.Middleware(apirecord.FromEnv(name)))
 	a.mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, "no route for "+r.Method+" "+clip(r.URL.Path))
 	})
@@ -68,7 +77,23 @@ func NewAPI(prefix string, log *slog.Logger, clear ClearFunc) *API {
 	a.Handle("/healthz", Methods{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, Empty)
 	}})
+	a.Handle("/metrics", Methods{http.MethodGet: a.met.Handler().ServeHTTP})
 	return a
+}
+
+// Metrics is the service's registry, for metrics of its own.
+func (a *API) Metrics() *metrics.Registry { return a.met }
+
+// Routes lists every route pattern with the methods it serves (the
+// OpenAPI check compares them with docs/openapi/services.yaml). Every
+// pattern is registered for all methods and answers 405 for the others,
+// so walking the chi router would not tell.
+func (a *API) Routes() map[string][]string {
+	out := make(map[string][]string, len(a.allow))
+	for p, allow := range a.allow {
+		out[p] = strings.Split(allow, ", ")
+	}
+	return out
 }
 
 // Handle registers the methods of one route. Any other method on the same
@@ -133,37 +158,18 @@ func (a *API) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
 // logRequests logs 5xx answers at warn level and the rest at debug.
 func (a *API) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := metrics.NewStatusWriter(w)
 		next.ServeHTTP(sw, r)
 		level := slog.LevelDebug
-		if sw.status >= 500 {
+		if sw.Status() >= 500 {
 			level = slog.LevelWarn
 		}
 		a.log.Log(r.Context(), level, "request", "method", r.Method, "path", clip(r.URL.Path),
-			"status", sw.status, "duration", time.Since(start))
+			"status", sw.Status(), "duration", time.Since(start))
 	})
 }
 

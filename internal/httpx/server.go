@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/rideshare-dbaas/rideshare/internal/adminauth"
 )
 
 // DefaultMaxBody is the default request body cap (1 MiB).
@@ -23,6 +25,11 @@ type Config struct {
 	MaxBody  int64          // request body cap in bytes; larger bodies get 413
 	Location *time.Location // time zone of ride timestamps (nil: UTC)
 	Logger   *slog.Logger   // nil: discard
+	// AdminToken is sent to the DBaaS with db/clear, an admin endpoint
+	// outside dev mode. Empty: WithDefaults loads it from AdminTokenFile or
+	// the environment (package adminauth); still empty, none is sent.
+	AdminToken     string
+	AdminTokenFile string
 
 	// ShutdownTimeout bounds how long Run waits for in-flight requests
 	// after its context ends (0: 30 s).
@@ -35,6 +42,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	fs.StringVar(&c.Listen, "listen", defaultListen, "address to listen on (host:port)")
 	fs.StringVar(&c.DBaaSURL, "dbaas-url", "http://127.0.0.1:8000", "base URL of the DBaaS orchestrator")
 	fs.Int64Var(&c.MaxBody, "max-body", DefaultMaxBody, "request body cap in bytes; larger bodies get 413")
+	fs.StringVar(&c.AdminTokenFile, "dbaas-token-file", "", "file (mode 0600) holding the DBaaS admin token, sent with db/clear (default: $"+adminauth.EnvTokenFile+", else $"+adminauth.EnvToken+")")
 	c.Location = time.UTC
 	fs.Func("timezone", "IANA time zone of ride timestamps (default UTC)", func(s string) error {
 		loc, err := time.LoadLocation(s)
@@ -62,6 +70,13 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.AdminToken == "" {
+		tok, err := adminauth.Load(c.AdminTokenFile)
+		if err != nil {
+			return c, err
+		}
+		c.AdminToken = tok
 	}
 	if c.DBaaSURL == "" {
 		return c, errors.New("no DBaaS URL")

@@ -16,17 +16,51 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
 )
 
-// AMQPURL is the RabbitMQ the tests use (AMQP_URL, default loopback).
+// AMQPURL is the RabbitMQ URL the tests use: the test run's own vhost and
+// user, never guest. `make test` provisions them (scripts/servers.sh
+// broker-user) and names the file holding the URL (mode 0600) in
+// RIDESHARE_AMQP_URL_FILE; without it the file a previous `make test` left
+// in the repo (.run/test/amqp.url) is used, then AMQP_URL, then the
+// default guest URL on loopback, which RequireServers refuses under make
+// test.
 func AMQPURL() string {
+	if f := os.Getenv("RIDESHARE_AMQP_URL_FILE"); f != "" {
+		if b, err := os.ReadFile(f); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(repoRoot(), ".run", "test", "amqp.url")); err == nil {
+		return strings.TrimSpace(string(b))
+	}
 	if u := os.Getenv("AMQP_URL"); u != "" {
 		return u
 	}
-	return "amqp://127.0.0.1:5672/"
+	return GuestURL
+}
+
+// GuestURL is RabbitMQ's default account on loopback: what the stacks must
+// not use (tests check that it can reach none of their queues).
+const GuestURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// AMQPEnv is the environment a test gives a binary it starts (the URL
+// holds a password: never on a command line).
+func AMQPEnv() []string {
+	return []string{"RIDESHARE_AMQP_URL=" + AMQPURL(), "RIDESHARE_AMQP_URL_FILE="}
+}
+
+// repoRoot is the repository's root directory.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // ZKServers is the ZooKeeper the tests use (ZK_SERVERS, default loopback).
@@ -53,9 +87,9 @@ func reachable(addr string) bool {
 // ZooKeeper answer.
 func RequireServers(t testing.TB) {
 	t.Helper()
-	amqpHost := strings.TrimSuffix(strings.TrimPrefix(AMQPURL(), "amqp://"), "/")
-	if i := strings.LastIndex(amqpHost, "@"); i >= 0 {
-		amqpHost = amqpHost[i+1:]
+	amqpHost := "127.0.0.1:5672"
+	if u, err := amqp.ParseURI(AMQPURL()); err == nil {
+		amqpHost = net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
 	}
 	for _, addr := range []string{amqpHost, ZKServers()[0]} {
 		if !reachable(addr) {
@@ -65,6 +99,9 @@ func RequireServers(t testing.TB) {
 			}
 			t.Skip(msg)
 		}
+	}
+	if err := cmdutil.CheckAMQPURL(AMQPURL()); err != nil && required() {
+		t.Fatal("the tests must not use RabbitMQ's guest account: make test provisions a vhost and a user (RIDESHARE_AMQP_URL_FILE)")
 	}
 }
 
@@ -85,8 +122,7 @@ func Bin(t testing.TB, name string) string {
 	t.Helper()
 	dir := os.Getenv("RIDESHARE_BIN")
 	if dir == "" {
-		_, file, _, _ := runtime.Caller(0)
-		dir = filepath.Join(filepath.Dir(file), "..", "..", "bin")
+		dir = filepath.Join(repoRoot(), "bin")
 	}
 	p := filepath.Join(dir, name)
 	if _, err := os.Stat(p); err != nil {

@@ -290,6 +290,31 @@ type WorkerInfo struct {
 	State   string `json:"state"`
 	Applied uint64 `json:"applied_seq"`
 	Epoch   uint64 `json:"epoch"`
+	// Plugins are the handler plugins the worker has loaded (from its
+	// registry's Infos), for operators: the cluster page, rideshare plugins.
+	Plugins []PluginInfo `json:"plugins,omitempty"`
+}
+
+// PluginInfo is one loaded handler plugin.
+type PluginInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	SHA256  string `json:"sha256,omitempty"` // the binary's, from the manifest
+}
+
+// Equal reports whether a and b say the same (WorkerInfo holds a slice, so
+// == does not compile).
+func (a WorkerInfo) Equal(b WorkerInfo) bool {
+	if a.ID != b.ID || a.PID != b.PID || a.Role != b.Role || a.State != b.State ||
+		a.Applied != b.Applied || a.Epoch != b.Epoch || len(a.Plugins) != len(b.Plugins) {
+		return false
+	}
+	for i := range a.Plugins {
+		if a.Plugins[i] != b.Plugins[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // MasterRecord is the content of the persistent znode <root>/master, written

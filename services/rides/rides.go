@@ -82,7 +82,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, db: opts.DB, users: opts.Users, areas: areas, now: opts.Now, log: cfg.Logger}
 	if s.db == nil {
-		s.db = dbaasclient.New(cfg.DBaaSURL)
+		s.db = dbaasclient.New(cfg.DBaaSURL, dbaasclient.WithAdminToken(cfg.AdminToken))
 	}
 	if s.users == nil {
 		if opts.UsersURL == "" || opts.PublicURL == "" {
@@ -124,6 +124,9 @@ func (s *Service) Handler() http.Handler { return s.api.Handler() }
 
 // Count is the request counter's value.
 func (s *Service) Count() int64 { return s.api.Count() }
+
+// Routes lists the route patterns and their methods (the OpenAPI check).
+func (s *Service) Routes() map[string][]string { return s.api.Routes() }
 
 // Run serves on the configured address until ctx ends, then finishes the
 // requests in flight.

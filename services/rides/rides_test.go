@@ -521,3 +521,48 @@ func FuzzParseRideID(f *testing.F) {
 		}
 	})
 }
+
+// Every route that reads or writes answers 503 when the DBaaS cannot.
+func TestDBaaSUnavailableIs503(t *testing.T) {
+	st := mustStack(t, nil)
+	if got := call(t, st.base, "POST", "/api/v1/rides", rideBody("rita", future, 1, 2)); got.status != 400 {
+		t.Fatalf("setup: unknown user should be 400, got %d %s", got.status, got.body)
+	}
+	st.fake.Intercept = func(path, op string) (int, string, bool) {
+		return 502, `{"error":"handler crashed","handler":"rideshare"}`, true
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/rides/1", ""},
+		{"DELETE", "/api/v1/rides/1", ""},
+		{"GET", "/api/v1/rides/count", ""},
+		{"POST", "/api/v1/db/clear", ""},
+	} {
+		got := call(t, st.base, c.method, c.path, c.body)
+		if got.status != http.StatusServiceUnavailable || !strings.Contains(got.body, "error") {
+			t.Errorf("%s %s: %d %s", c.method, c.path, got.status, got.body)
+		}
+	}
+}
+
+// /metrics counts requests by route pattern (never the raw path) and status.
+func TestMetrics(t *testing.T) {
+	st := mustStack(t, nil)
+	call(t, st.base, "GET", "/api/v1/rides/12345", "")
+	call(t, st.base, "GET", "/api/v1/rides/abc", "")
+	got := call(t, st.base, "GET", "/metrics", "")
+	if got.status != 200 {
+		t.Fatalf("/metrics: %d", got.status)
+	}
+	for _, want := range []string{
+		`rideshare_http_requests_total{code="204",component="rides",method="GET",route="/api/v1/rides/{rideId}"} 1`,
+		`rideshare_http_requests_total{code="400",component="rides",method="GET",route="/api/v1/rides/{rideId}"} 1`,
+		`rideshare_http_request_duration_seconds_count{component="rides",method="GET",route="/api/v1/rides/{rideId}"} 2`,
+	} {
+		if !strings.Contains(got.body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(got.body, "12345") {
+		t.Error("/metrics names a raw path")
+	}
+}

@@ -56,7 +56,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, db: opts.DB, log: cfg.Logger}
 	if s.db == nil {
-		s.db = dbaasclient.New(cfg.DBaaSURL)
+		s.db = dbaasclient.New(cfg.DBaaSURL, dbaasclient.WithAdminToken(cfg.AdminToken))
 	}
 	s.api = httpx.NewAPI("/api/v1/users", s.log, func(ctx context.Context) error {
 		_, err := s.db.Clear(ctx)
@@ -77,6 +77,9 @@ func (s *Service) Handler() http.Handler { return s.api.Handler() }
 
 // Count is the request counter's value.
 func (s *Service) Count() int64 { return s.api.Count() }
+
+// Routes lists the route patterns and their methods (the OpenAPI check).
+func (s *Service) Routes() map[string][]string { return s.api.Routes() }
 
 // Run serves on the configured address until ctx ends, then finishes the
 // requests in flight.

@@ -296,3 +296,15 @@ func FuzzDecodeUser(f *testing.F) {
 		}
 	})
 }
+
+func TestMetrics(t *testing.T) {
+	_, _, base := mustUsers(t)
+	call(t, base, "GET", "/api/v1/users", "")
+	got := call(t, base, "GET", "/metrics", "")
+	if got.status != 200 || !strings.Contains(got.body, `rideshare_http_requests_total{code="204",component="users",method="GET",route="/api/v1/users"} 1`) {
+		t.Fatalf("/metrics: %d\n%s", got.status, got.body)
+	}
+	if got := call(t, base, "GET", "/api/v1/_count", ""); got.body != "[1]\n" && got.body != "[1]" {
+		t.Fatalf("/metrics was counted: _count %q", got.body)
+	}
+}

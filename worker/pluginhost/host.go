@@ -8,6 +8,7 @@ package pluginhost
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rideshare-dbaas/rideshare/internal/pluginsig"
 	"github.com/rideshare-dbaas/rideshare/worker"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
@@ -29,14 +31,25 @@ var (
 	ErrChecksumMismatch = errors.New("plugin binary does not match the manifest's sha256")
 	// ErrClosed: the host was closed.
 	ErrClosed = errors.New("plugin host closed")
+	// ErrNoPublicKey: no key to check the manifest's signature with.
+	ErrNoPublicKey = errors.New("no plugin public key: give the worker --plugin-pubkey or $" + pluginsig.EnvPublicKey + " (from outside the plugin directory)")
+	// ErrUnsigned: the manifest has no signature file.
+	ErrUnsigned = errors.New("plugin manifest is not signed")
+	// ErrWritableByOthers: a plugin file group or others can write.
+	ErrWritableByOthers = errors.New("plugin file is writable by group or others")
 )
 
 // Config configures a Host.
 type Config struct {
 	// Dir is the plugin directory; manifest files are relative to it.
 	Dir string
-	// Manifest is the manifest's path; default Dir/plugins.json.
+	// Manifest is the manifest's path; default Dir/plugins.json. Its
+	// ed25519 signature is Manifest+".sig" (package pluginsig).
 	Manifest string
+	// PublicKey verifies the manifest's signature (required). It comes
+	// from outside the plugin directory: whoever can write there must not
+	// be able to vouch for what they wrote.
+	PublicKey ed25519.PublicKey
 	// Logger receives the host's and the plugins' logs.
 	Logger *slog.Logger
 	// StartTimeout bounds a plugin's start (handshake and Info); default 10s.
@@ -53,6 +66,7 @@ type Config struct {
 // Host runs the plugins of one directory and serves their operations.
 type Host struct {
 	dir, manifest  string
+	pub            ed25519.PublicKey
 	log            *slog.Logger
 	startTimeout   time.Duration
 	watchInterval  time.Duration
@@ -87,9 +101,13 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("pluginhost: Dir is required")
 	}
+	if len(cfg.PublicKey) != ed25519.PublicKeySize {
+		return nil, ErrNoPublicKey
+	}
 	h := &Host{
 		dir:            cfg.Dir,
 		manifest:       cfg.Manifest,
+		pub:            cfg.PublicKey,
 		log:            cfg.Logger,
 		startTimeout:   cfg.StartTimeout,
 		watchInterval:  cfg.WatchInterval,
@@ -171,7 +189,7 @@ func (h *Host) Reload(ctx context.Context) error {
 }
 
 func (h *Host) reload(ctx context.Context) error {
-	m, err := ReadManifest(h.manifest)
+	m, err := ReadSignedManifest(h.manifest, h.pub)
 	if err != nil {
 		return err
 	}
@@ -315,4 +333,15 @@ func (h *Host) killLater(inst *instance, why string) {
 		h.killNow(inst)
 		h.log.Info("plugin process stopped", "plugin", inst.name, "pid", inst.pid, "why", why)
 	}()
+}
+
+// Checksum is the manifest's SHA-256 of the loaded plugin serving handler
+// ("" when none is loaded); the worker publishes it in its znode.
+func (h *Host) Checksum(handler string) string {
+	if s := h.cur.Load(); s != nil {
+		if p := s.byName[handler]; p != nil {
+			return p.entry.SHA256
+		}
+	}
+	return ""
 }

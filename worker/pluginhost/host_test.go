@@ -112,11 +112,9 @@ func TestChecksumMismatchRefused(t *testing.T) {
 	good, _ := FileSHA256(filepath.Join(dir, "misbehave"))
 	bad, _ := FileSHA256(bins.rideshare)
 	m := Manifest{Plugins: []ManifestEntry{{Name: "misbehave", File: "misbehave", SHA256: bad}}}
-	if err := m.WriteFile(filepath.Join(dir, ManifestName)); err != nil {
-		t.Fatal(err)
-	}
+	mustWriteManifest(t, m, filepath.Join(dir, ManifestName))
 	log, buf := testLogger(t)
-	h, err := New(context.Background(), Config{Dir: dir, Logger: log})
+	h, err := New(context.Background(), Config{Dir: dir, Logger: log, PublicKey: testPub})
 	if err == nil {
 		h.Close()
 		t.Fatal("New accepted a binary that does not match the manifest")
@@ -140,9 +138,7 @@ func TestChecksumMismatchRefused(t *testing.T) {
 		before := mustWhoami(t)(readOp(context.Background(), mustStore(t), mustLookup(t, h, "misbehave.ok"), "misbehave.ok", `{}`))
 		mustCopy(t, bins.misbehave2, filepath.Join(dir, "misbehave-2"))
 		m := Manifest{Plugins: []ManifestEntry{{Name: "misbehave", File: "misbehave-2", SHA256: good}}} // v1's hash
-		if err := m.WriteFile(filepath.Join(dir, ManifestName)); err != nil {
-			t.Fatal(err)
-		}
+		mustWriteManifest(t, m, filepath.Join(dir, ManifestName))
 		if err := h.Reload(context.Background()); !errors.Is(err, ErrChecksumMismatch) {
 			t.Fatalf("Reload = %v, want ErrChecksumMismatch", err)
 		}
@@ -466,7 +462,7 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv(envHelper) != "1" {
 		t.Skip("helper process")
 	}
-	h, err := New(context.Background(), Config{Dir: os.Getenv("PLUGINHOST_HELPER_DIR"), noPdeathsig: os.Getenv("PLUGINHOST_HELPER_NOPDEATHSIG") == "1"})
+	h, err := New(context.Background(), Config{Dir: os.Getenv("PLUGINHOST_HELPER_DIR"), PublicKey: testPub, noPdeathsig: os.Getenv("PLUGINHOST_HELPER_NOPDEATHSIG") == "1"})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)

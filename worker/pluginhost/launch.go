@@ -34,6 +34,10 @@ type instance struct {
 // error path kills what it started.
 func (h *Host) launch(ctx context.Context, e ManifestEntry) (*instance, pluginapi.Info, error) {
 	path := filepath.Join(h.dir, e.File)
+	if err := checkNotShared(path); err != nil {
+		h.log.Error("plugin binary is writable by group or others; refusing to run it", "plugin", e.Name, "file", path, "err", err)
+		return nil, pluginapi.Info{}, fmt.Errorf("plugin %s: %w", e.Name, err)
+	}
 	got, err := FileSHA256(path)
 	if err != nil {
 		return nil, pluginapi.Info{}, fmt.Errorf("plugin %s: %w", e.Name, err)

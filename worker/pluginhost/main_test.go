@@ -128,9 +128,7 @@ func mustInstall(t testing.TB, dir string, plugs ...plug) {
 		}
 		m.Plugins = append(m.Plugins, ManifestEntry{Name: p.name, File: p.file, SHA256: sum})
 	}
-	if err := m.WriteFile(filepath.Join(dir, ManifestName)); err != nil {
-		t.Fatal(err)
-	}
+	mustWriteManifest(t, m, filepath.Join(dir, ManifestName))
 }
 
 func mustCopy(t testing.TB, src, dst string) {
@@ -188,6 +186,9 @@ func mustHost(t testing.TB, cfg Config) (*Host, *logBuf) {
 	t.Helper()
 	log, buf := testLogger(t)
 	cfg.Logger = log
+	if cfg.PublicKey == nil {
+		cfg.PublicKey = testPub
+	}
 	h, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("pluginhost.New: %v\n%s", err, buf)

@@ -2,14 +2,19 @@ package pluginhost
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/rideshare-dbaas/rideshare/internal/pluginsig"
 )
 
 // ManifestName is the manifest's file name in a plugin directory.
@@ -36,12 +41,60 @@ type ManifestEntry struct {
 	SHA256 string `json:"sha256"`
 }
 
-// ReadManifest reads and checks the manifest at path.
+// ReadManifest reads and checks the manifest at path (not its signature:
+// the host reads manifests with ReadSignedManifest).
 func ReadManifest(path string) (Manifest, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("read plugin manifest: %w", err)
 	}
+	return parseManifest(path, raw)
+}
+
+// ReadSignedManifest reads the manifest at path and checks it against its
+// signature (path.sig) under pub, and that neither file can be written by
+// group or others.
+func ReadSignedManifest(path string, pub ed25519.PublicKey) (Manifest, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return Manifest{}, ErrNoPublicKey
+	}
+	sigPath := pluginsig.SigPath(path)
+	if _, err := os.Stat(sigPath); errors.Is(err, fs.ErrNotExist) {
+		return Manifest{}, fmt.Errorf("%w: %s has no %s beside it (rideshare plugin sign)", ErrUnsigned, path, filepath.Base(sigPath))
+	}
+	for _, f := range []string{path, sigPath} {
+		if err := checkNotShared(f); err != nil {
+			return Manifest{}, err
+		}
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("read plugin manifest: %w", err)
+	}
+	sig, err := os.ReadFile(sigPath)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("%w: %s: %w", ErrUnsigned, path, err)
+	}
+	if err := pluginsig.Verify(pub, raw, sig); err != nil {
+		return Manifest{}, fmt.Errorf("%w: %s", err, path)
+	}
+	return parseManifest(path, raw)
+}
+
+// checkNotShared refuses a file that group or others can write: whoever
+// can write a plugin binary or its manifest could run code in the worker.
+func checkNotShared(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("plugin file: %w", err)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o (chmod go-w it)", ErrWritableByOthers, path, fi.Mode().Perm())
+	}
+	return nil
+}
+
+func parseManifest(path string, raw []byte) (Manifest, error) {
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -71,6 +124,51 @@ func (m Manifest) check() error {
 		seen[e.Name] = true
 	}
 	return nil
+}
+
+// WriteSignedFile signs the manifest with priv, then writes path.sig and
+// path, in that order (each atomically): a host that sees the new manifest
+// already finds its signature.
+func (m Manifest) WriteSignedFile(path string, priv ed25519.PrivateKey) error {
+	if err := m.check(); err != nil {
+		return err
+	}
+	raw, err := m.marshal()
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(pluginsig.SigPath(path), pluginsig.Sign(priv, raw)); err != nil {
+		return err
+	}
+	return writeAtomic(path, raw)
+}
+
+func (m Manifest) marshal() ([]byte, error) {
+	raw, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(raw, '\n'), nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".manifest-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // WriteFile writes the manifest to path atomically (a temporary file

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rideshare-dbaas/rideshare/internal/adminauth"
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
 	"github.com/rideshare-dbaas/rideshare/internal/profiling"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
@@ -26,13 +27,19 @@ func main() {
 		logLevel   string
 		workerLogs string
 		keep       bool
+		amqpFile   string
+		tokenFile  string
 		dieWith    bool
 		nomadOpts  orchestrator.NomadOptions
 		pprofAddr  string
 		workerProf string
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8000", "HTTP listen address")
-	flag.StringVar(&opts.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
+	flag.StringVar(&opts.AMQPURL, "amqp-url", "", "RabbitMQ URL with the stack's user (prefer --amqp-url-file or $"+cmdutil.EnvAMQPURL+": a command line is public)")
+	flag.StringVar(&amqpFile, "amqp-url-file", "", "file (mode 0600) holding the RabbitMQ URL (default $"+cmdutil.EnvAMQPURLFile+")")
+	flag.BoolVar(&opts.Dev, "dev", false, "dev mode: without an admin token the admin endpoints (crash, db/clear, scale) are open; loopback only")
+	flag.StringVar(&tokenFile, "admin-token-file", "", "file (mode 0600) holding the admin bearer token (default $"+adminauth.EnvTokenFile+", else $"+adminauth.EnvToken+")")
+	flag.StringVar(&opts.TraefikAPI, "traefik-api", "", "Traefik's API base URL (e.g. http://127.0.0.1:8088), for the cluster page's routing view")
 	flag.StringVar(&zk, "zk-servers", "127.0.0.1:2181", "ZooKeeper servers, comma-separated")
 	flag.StringVar(&opts.ZKRoot, "zk-root", "/rideshare", "ZooKeeper root of this DBaaS")
 	flag.DurationVar(&opts.ZKTimeout, "zk-timeout", 2*time.Second, "ZooKeeper session timeout (workers get the same)")
@@ -63,8 +70,17 @@ func main() {
 	}
 	opts.Logger = log
 	opts.ZKServers = zkutil.SplitServers(zk)
+	if opts.AMQPURL, err = cmdutil.AMQPURL(opts.AMQPURL, amqpFile); err != nil {
+		cmdutil.Exit("orchestrator", err, 2)
+	}
+	if opts.AdminToken, err = adminauth.Load(tokenFile); err != nil {
+		cmdutil.Exit("orchestrator", err, 2)
+	}
+	opts.TraefikAPI = strings.TrimRight(opts.TraefikAPI, "/")
+	// The broker URL holds the stack's password: workers get it in their
+	// environment, never on their command line.
+	workerEnv := []string{cmdutil.EnvAMQPURL + "=" + opts.AMQPURL, cmdutil.EnvAMQPURLFile + "="}
 	workerArgs := []string{
-		"--amqp-url", opts.AMQPURL,
 		"--zk-servers", strings.Join(opts.ZKServers, ","),
 		"--zk-root", opts.ZKRoot,
 		"--zk-timeout", opts.ZKTimeout.String(),
@@ -99,7 +115,7 @@ func main() {
 		opts.Runtime = rt
 	case "process":
 		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
-			Binary: workerBin, Args: workerArgs, DataDir: dataDir, Logger: log.With("subsystem", "runtime"),
+			Binary: workerBin, Args: workerArgs, Env: workerEnv, DataDir: dataDir, Logger: log.With("subsystem", "runtime"),
 			DieWithParent: dieWith,
 		})
 		if err != nil {

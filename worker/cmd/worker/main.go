@@ -6,8 +6,10 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
+	"github.com/rideshare-dbaas/rideshare/internal/pluginsig"
 	"github.com/rideshare-dbaas/rideshare/internal/profiling"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 	"github.com/rideshare-dbaas/rideshare/worker"
@@ -32,6 +35,44 @@ func defaultPluginDir() string {
 	return filepath.Join(filepath.Dir(exe), "plugins")
 }
 
+// pluginPubName is the public key make build writes beside bin/worker.
+const pluginPubName = "plugin-signing.pub"
+
+// pluginKey loads the manifest's public key: the flag, the environment, or
+// the file beside this binary. A key inside the plugin directory is
+// refused: whoever can write there could sign for themselves.
+func pluginKey(file, pluginDir string) (ed25519.PublicKey, error) {
+	if file == "" && os.Getenv(pluginsig.EnvPublicKeyFile) == "" && os.Getenv(pluginsig.EnvPublicKey) == "" {
+		if exe, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(exe), pluginPubName); fileExists(p) {
+				file = p
+			}
+		}
+	}
+	pub, src, err := pluginsig.LoadPublicKey(file)
+	if err != nil {
+		return nil, err
+	}
+	if pub == nil {
+		return nil, pluginhost.ErrNoPublicKey
+	}
+	if src != pluginsig.EnvPublicKey {
+		absKey, err1 := filepath.Abs(src)
+		absDir, err2 := filepath.Abs(pluginDir)
+		if err1 == nil && err2 == nil {
+			if rel, err := filepath.Rel(absDir, absKey); err == nil && filepath.IsLocal(rel) {
+				return nil, fmt.Errorf("the plugin public key %s is inside the plugin directory %s: keep it outside", src, pluginDir)
+			}
+		}
+	}
+	return pub, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 func main() {
 	var (
 		opts     worker.Options
@@ -39,10 +80,13 @@ func main() {
 		logLevel string
 		plugins  pluginhost.Config
 		pprof    string
+		amqpFile string
+		pubFile  string
 	)
 	flag.StringVar(&opts.ID, "id", "", "worker id (unique; the orchestrator sets it)")
 	flag.StringVar(&opts.DataDir, "data-dir", "", "directory of this worker's database")
-	flag.StringVar(&opts.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
+	flag.StringVar(&opts.AMQPURL, "amqp-url", "", "RabbitMQ URL with the stack's user (prefer --amqp-url-file or $"+cmdutil.EnvAMQPURL+", which the orchestrator sets: a command line is public)")
+	flag.StringVar(&amqpFile, "amqp-url-file", "", "file (mode 0600) holding the RabbitMQ URL (default $"+cmdutil.EnvAMQPURLFile+")")
 	flag.StringVar(&zk, "zk-servers", "127.0.0.1:2181", "ZooKeeper servers, comma-separated")
 	flag.StringVar(&opts.ZKRoot, "zk-root", "/rideshare", "ZooKeeper root of this DBaaS")
 	flag.DurationVar(&opts.ZKTimeout, "zk-timeout", 2*time.Second, "ZooKeeper session timeout (failure detection)")
@@ -53,8 +97,9 @@ func main() {
 	flag.IntVar(&opts.BatchMax, "batch-max", 128, "most writes in one group commit")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&plugins.Dir, "plugin-dir", defaultPluginDir(), "directory of the handler plugins")
-	flag.StringVar(&plugins.Manifest, "plugin-manifest", "", "plugin manifest (default <plugin-dir>/"+pluginhost.ManifestName+")")
 	flag.StringVar(&pprof, "pprof", "", "serve Go profiles (/debug/pprof/) on this loopback address (port 0 picks one; off when empty)")
+	flag.StringVar(&plugins.Manifest, "plugin-manifest", "", "plugin manifest (default <plugin-dir>/"+pluginhost.ManifestName+"), signed in <manifest>.sig")
+	flag.StringVar(&pubFile, "plugin-pubkey", "", "public key that signs the plugin manifest, outside the plugin directory (default $"+pluginsig.EnvPublicKeyFile+", $"+pluginsig.EnvPublicKey+", else "+pluginPubName+" beside this binary)")
 	flag.Parse()
 
 	log, err := cmdutil.Logger("worker", logLevel)
@@ -63,10 +108,16 @@ func main() {
 	}
 	opts.Logger = log
 	opts.ZKServers = zkutil.SplitServers(zk)
+	if opts.AMQPURL, err = cmdutil.AMQPURL(opts.AMQPURL, amqpFile); err != nil {
+		cmdutil.Exit("worker", err, 2)
+	}
 	// SIGHUP means "reload plugins" (host.Run); until Run listens, a SIGHUP
 	// must not kill the worker (its default action), so take it now.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	plugins.Logger = log.With("subsystem", "plugins")
+	if plugins.PublicKey, err = pluginKey(pubFile, plugins.Dir); err != nil {
+		cmdutil.Exit("worker", err, 2)
+	}
 	host, err := pluginhost.New(context.Background(), plugins)
 	if err != nil {
 		plugin.CleanupClients()
