@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"slices"
 	"strconv"
 	"sync"
@@ -266,8 +267,15 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	e.theirs = Rqlite{URL: e.rq.URL, Client: client}
 	e.servers = ServerProcs(portOf(o.AMQPURL, "5672"), portOf(o.ZKServers[0], "2181"))
 
+	// The probes use the stack's own broker user (scripts/stack.sh makes
+	// one per stack and keeps its URL beside the stack's state): the guest
+	// account is not used, and on a fresh machine does not exist.
+	amqpURL := o.AMQPURL
+	if b, err := os.ReadFile(filepath.Join(e.one.Dir(), "amqp.url")); err == nil {
+		amqpURL = strings.TrimSpace(string(b))
+	}
 	var err error
-	if e.prober, err = NewProber(ctx, e.one.Dir(), o.AMQPURL, o.ZKServers, o.Name); err != nil {
+	if e.prober, err = NewProber(ctx, e.one.Dir(), amqpURL, o.ZKServers, o.Name); err != nil {
 		return nil, err
 	}
 	defer e.prober.Close()
