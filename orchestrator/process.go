@@ -38,8 +38,9 @@ type Process struct {
 	log   *slog.Logger
 	exits chan string
 
-	mu    sync.Mutex
-	procs map[string]*proc
+	mu      sync.Mutex
+	procs   map[string]*proc
+	started map[string]bool // every id this runtime started (never adopted)
 
 	spawn chan func() // to the spawner thread (DieWithParent)
 }
@@ -77,7 +78,7 @@ func NewProcess(opts ProcessOptions) (*Process, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("process runtime: %w", err)
 	}
-	p := &Process{opts: opts, log: opts.Logger, exits: make(chan string, 64), procs: map[string]*proc{}}
+	p := &Process{opts: opts, log: opts.Logger, exits: make(chan string, 64), procs: map[string]*proc{}, started: map[string]bool{}}
 	if opts.DieWithParent {
 		p.spawn = make(chan func())
 		go p.spawner()
@@ -138,6 +139,7 @@ func (p *Process) Start(_ context.Context, id string) (Instance, error) {
 	pr := &proc{pid: cmd.Process.Pid, done: make(chan struct{})}
 	p.mu.Lock()
 	p.procs[id] = pr
+	p.started[id] = true
 	p.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -228,8 +230,12 @@ func (p *Process) List(context.Context) ([]Instance, error) {
 func (p *Process) Adopt(_ context.Context, id string, pid int) (bool, error) {
 	p.mu.Lock()
 	_, known := p.procs[id]
+	mine := p.started[id]
 	p.mu.Unlock()
-	if known || pid <= 0 {
+	// A worker this runtime started itself is never adopted: it is known
+	// while it runs, and once it was reaped its znode may linger (until its
+	// session expires) while its pid, dying, still reads as the worker.
+	if known || mine || pid <= 0 {
 		return false, nil
 	}
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))

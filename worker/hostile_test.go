@@ -182,7 +182,7 @@ func TestHostilePlugin_Writes(t *testing.T) {
 			if ms != ss || ms != m.ackedUpTo() {
 				t.Fatalf("master at %d, replica at %d, acknowledged %d", ms, ss, m.ackedUpTo())
 			}
-			if got, _, err := readMeta(context.Background(), m.w.store.Load().w); err != nil || got != ms {
+			if got, _, err := readMeta(context.Background(), m.w.store.Load().wc); err != nil || got != ms {
 				t.Fatalf("_meta says %d (%v), the store %d", got, err, ms)
 			}
 		})

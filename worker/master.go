@@ -185,11 +185,11 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 	var out []wire.Entry
 	for _, info := range w.reg.Infos() {
 		for _, m := range info.Migrations {
-			var n int64
-			if err := b.tx.QueryRowContext(ctx, `SELECT count(*) FROM _migrations WHERE handler = ? AND version = ?`, info.Name, m.Version).Scan(&n); err != nil {
-				return nil, fmt.Errorf("read _migrations: %w", err)
+			done, err := b.MigrationApplied(ctx, info.Name, m.Version)
+			if err != nil {
+				return nil, err
 			}
-			if n > 0 {
+			if done {
 				continue
 			}
 			stmts, err := b.Savepoint(ctx, func(db pluginapi.DB) error {

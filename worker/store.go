@@ -39,6 +39,15 @@ type Store struct {
 	wguard *guard // the writer's, switched on around handler statements
 	hguard *guard // the handler readers', always on
 
+	// wc is the one writer connection, held for the store's lifetime: the
+	// worker runs its transactions on it itself (BEGIN IMMEDIATE ...
+	// COMMIT), so that statements prepared on it are reused from one
+	// transaction to the next (database/sql re-prepares a statement in
+	// every Tx). wstmts caches them; hstmts the handler readers'.
+	wc     *sql.Conn
+	wstmts stmtCache
+	hstmts stmtCache
+
 	// KeepLog and KeepWrites bound _log and _writes; older rows are pruned.
 	KeepLog    uint64
 	KeepWrites uint64
@@ -89,6 +98,9 @@ func OpenStore(path string) (*Store, error) {
 	if _, err := s.w.Exec(schemaMeta); err != nil {
 		return fail(fmt.Errorf("init %s: %w", path, err))
 	}
+	if s.wc, err = s.w.Conn(context.Background()); err != nil {
+		return fail(fmt.Errorf("writer connection %s: %w", path, err))
+	}
 	// Readers for the worker's own bookkeeping reads (the log, repairs).
 	if s.r, err = sql.Open(driverName, dsn(path, "&_pragma=query_only(1)")); err != nil {
 		return fail(fmt.Errorf("open readers %s: %w", path, err))
@@ -104,7 +116,7 @@ func OpenStore(path string) (*Store, error) {
 		return fail(fmt.Errorf("open snapshot conn %s: %w", path, err))
 	}
 	s.snap.SetMaxOpenConns(1)
-	seq, ep, err := readMeta(context.Background(), s.w)
+	seq, ep, err := readMeta(context.Background(), s.wc)
 	if err != nil {
 		return fail(err)
 	}
@@ -126,6 +138,11 @@ func readMeta(ctx context.Context, q interface {
 // Close closes every connection.
 func (s *Store) Close() error {
 	var errs []error
+	s.wstmts.close()
+	s.hstmts.close()
+	if s.wc != nil {
+		errs = append(errs, s.wc.Close())
+	}
 	for _, db := range []*sql.DB{s.w, s.r, s.hr, s.snap} {
 		if db != nil {
 			errs = append(errs, db.Close())
@@ -157,7 +174,7 @@ func (s *Store) SetDurable(ctx context.Context, durable bool) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if _, err := s.w.ExecContext(ctx, `PRAGMA synchronous = `+mode); err != nil {
+	if _, err := s.wc.ExecContext(ctx, `PRAGMA synchronous = `+mode); err != nil {
 		return fmt.Errorf("synchronous=%s: %w", mode, err)
 	}
 	return nil
@@ -295,7 +312,7 @@ func (s *Store) Reader(ctx context.Context) (pluginapi.DB, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("begin read: %w", err)
 	}
-	return &txDB{tx: tx, readOnly: true, pool: s.hguard}, func() { _ = tx.Rollback() }, nil
+	return &txDB{run: readRunner{tx: tx, cache: &s.hstmts, db: s.hr}, readOnly: true, pool: s.hguard}, func() { _ = tx.Rollback() }, nil
 }
 
 // ErrDiverged means a replicated entry does not continue this store's log:
@@ -334,7 +351,7 @@ func (s *Store) ApplyEntries(ctx context.Context, entries []wire.Entry) error {
 				ErrDiverged, e.Seq, e.PrevEpoch, b.seq, b.epoch)
 		}
 		for i, st := range e.Stmts {
-			if _, err := b.tx.ExecContext(ctx, st.SQL, wire.Args(st.Args)...); err != nil {
+			if _, err := b.exec(ctx, st.SQL, wire.Args(st.Args)...); err != nil {
 				return fmt.Errorf("apply entry %d statement %d: %w", e.Seq, i, err)
 			}
 		}
@@ -348,7 +365,6 @@ func (s *Store) ApplyEntries(ctx context.Context, entries []wire.Entry) error {
 // Batch is an open write transaction that appends entries to the log.
 type Batch struct {
 	s     *Store
-	tx    *sql.Tx
 	seq   uint64
 	epoch uint64
 	done  bool
@@ -360,13 +376,23 @@ type Batch struct {
 // Begin opens a write transaction (BEGIN IMMEDIATE).
 func (s *Store) Begin(ctx context.Context) (*Batch, error) {
 	s.wmu.Lock()
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
+	if _, err := s.wc.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		s.wmu.Unlock()
 		return nil, fmt.Errorf("begin write: %w", err)
 	}
 	seq, ep := s.Applied()
-	return &Batch{s: s, tx: tx, seq: seq, epoch: ep}, nil
+	return &Batch{s: s, seq: seq, epoch: ep}, nil
+}
+
+// exec runs one of the worker's own statements in the batch, prepared
+// once for the store's lifetime.
+func (b *Batch) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	p, err := b.s.wstmts.prepare(ctx, query, b.s.wc.PrepareContext, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer p.done()
+	return p.st.ExecContext(ctx, args...)
 }
 
 // Seq is the sequence number of the last entry in the batch (or the store's
@@ -382,7 +408,12 @@ func (b *Batch) Next(kind string, epoch uint64) wire.Entry {
 // Lookup returns the reply recorded for write id, if it was applied.
 func (b *Batch) Lookup(ctx context.Context, id string) (*wire.Reply, bool, error) {
 	var raw []byte
-	err := b.tx.QueryRowContext(ctx, `SELECT reply FROM _writes WHERE id = ?`, id).Scan(&raw)
+	p, err := b.s.wstmts.prepare(ctx, `SELECT reply FROM _writes WHERE id = ?`, b.s.wc.PrepareContext, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("look up write %q: %w", id, err)
+	}
+	err = p.st.QueryRowContext(ctx, id).Scan(&raw)
+	p.done()
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -396,6 +427,20 @@ func (b *Batch) Lookup(ctx context.Context, id string) (*wire.Reply, bool, error
 	return &r, true, nil
 }
 
+// MigrationApplied reports whether handler's migration version is applied.
+func (b *Batch) MigrationApplied(ctx context.Context, handler string, version int) (bool, error) {
+	p, err := b.s.wstmts.prepare(ctx, `SELECT count(*) FROM _migrations WHERE handler = ? AND version = ?`, b.s.wc.PrepareContext, nil)
+	if err != nil {
+		return false, fmt.Errorf("read _migrations: %w", err)
+	}
+	defer p.done()
+	var n int64
+	if err := p.st.QueryRowContext(ctx, handler, int64(version)).Scan(&n); err != nil {
+		return false, fmt.Errorf("read _migrations: %w", err)
+	}
+	return n > 0, nil
+}
+
 // Savepoint runs fn inside a savepoint: if fn returns an error, everything
 // it executed is rolled back and the batch stays usable. fn's statements
 // pass the guard (sqlguard.go); those that write are recorded and
@@ -404,7 +449,7 @@ func (b *Batch) Lookup(ctx context.Context, id string) (*wire.Reply, bool, error
 // savepoint that cannot be opened, released or rolled back makes the
 // whole batch lost (errTxLost): the caller rolls it back and redoes it.
 func (b *Batch) Savepoint(ctx context.Context, fn func(db pluginapi.DB) error) ([]wire.Stmt, error) {
-	if _, err := b.tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+	if _, err := b.s.wc.ExecContext(ctx, `SAVEPOINT op`); err != nil {
 		return nil, fmt.Errorf("%w: savepoint: %v", errTxLost, err)
 	}
 	// The handler's statements run with a context its deadline does not
@@ -420,18 +465,18 @@ func (b *Batch) Savepoint(ctx context.Context, fn func(db pluginapi.DB) error) (
 		sctx, cancel = context.WithTimeout(sctx, b.StatementTimeout)
 		defer cancel()
 	}
-	db := &txDB{tx: b.tx, record: true, guard: b.s.wguard, ctx: sctx}
+	db := &txDB{run: writeRunner{s: b.s}, record: true, guard: b.s.wguard, ctx: sctx}
 	err := fn(db)
 	if err == nil && db.tainted != nil {
 		err = fmt.Errorf("a write statement of the operation failed, so none of its changes are kept: %w", db.tainted)
 	}
 	if err != nil {
-		if _, rerr := b.tx.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO op; RELEASE op`); rerr != nil {
+		if _, rerr := b.s.wc.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO op; RELEASE op`); rerr != nil {
 			return nil, fmt.Errorf("%w: rollback to savepoint: %v (after: %v)", errTxLost, rerr, err)
 		}
 		return nil, err
 	}
-	if _, err := b.tx.ExecContext(context.WithoutCancel(ctx), `RELEASE op`); err != nil {
+	if _, err := b.s.wc.ExecContext(context.WithoutCancel(ctx), `RELEASE op`); err != nil {
 		return nil, fmt.Errorf("%w: release savepoint: %v", errTxLost, err)
 	}
 	return db.stmts, nil
@@ -440,7 +485,7 @@ func (b *Batch) Savepoint(ctx context.Context, fn func(db pluginapi.DB) error) (
 // ExecRecorded runs one of the worker's own statements in the batch (not
 // guarded) and returns it for the log.
 func (b *Batch) ExecRecorded(ctx context.Context, query string, args ...wire.Value) (wire.Stmt, error) {
-	if _, err := b.tx.ExecContext(ctx, query, wire.Args(args)...); err != nil {
+	if _, err := b.exec(ctx, query, wire.Args(args)...); err != nil {
 		return wire.Stmt{}, err
 	}
 	return wire.Stmt{SQL: query, Args: args}, nil
@@ -453,7 +498,7 @@ func (b *Batch) Append(ctx context.Context, e wire.Entry) error {
 	if err != nil {
 		return fmt.Errorf("encode entry %d: %w", e.Seq, err)
 	}
-	if _, err := b.tx.ExecContext(ctx, `INSERT INTO _log (seq, epoch, entry) VALUES (?, ?, ?)`, int64(e.Seq), int64(e.Epoch), raw); err != nil {
+	if _, err := b.exec(ctx, `INSERT INTO _log (seq, epoch, entry) VALUES (?, ?, ?)`, int64(e.Seq), int64(e.Epoch), raw); err != nil {
 		return fmt.Errorf("log entry %d: %w", e.Seq, err)
 	}
 	if e.WriteID != "" && e.Reply != nil {
@@ -461,7 +506,7 @@ func (b *Batch) Append(ctx context.Context, e wire.Entry) error {
 		if err != nil {
 			return fmt.Errorf("encode reply %d: %w", e.Seq, err)
 		}
-		if _, err := b.tx.ExecContext(ctx, `INSERT OR REPLACE INTO _writes (id, seq, reply) VALUES (?, ?, ?)`, e.WriteID, int64(e.Seq), rr); err != nil {
+		if _, err := b.exec(ctx, `INSERT OR REPLACE INTO _writes (id, seq, reply) VALUES (?, ?, ?)`, e.WriteID, int64(e.Seq), rr); err != nil {
 			return fmt.Errorf("record write %q: %w", e.WriteID, err)
 		}
 	}
@@ -477,18 +522,18 @@ func (b *Batch) Commit(ctx context.Context) error {
 	}
 	before, _ := b.s.Applied()
 	if b.seq != before {
-		if _, err := b.tx.ExecContext(ctx, `UPDATE _meta SET v = CASE k WHEN 'applied_seq' THEN ? ELSE ? END WHERE k IN ('applied_seq','epoch')`, int64(b.seq), int64(b.epoch)); err != nil {
+		if _, err := b.exec(ctx, `UPDATE _meta SET v = CASE k WHEN 'applied_seq' THEN ? ELSE ? END WHERE k IN ('applied_seq','epoch')`, int64(b.seq), int64(b.epoch)); err != nil {
 			return fmt.Errorf("update _meta: %w", err)
 		}
 		// Prune when the batch crosses a multiple of 1000.
 		if b.seq/1000 != before/1000 {
 			if b.seq > b.s.KeepLog {
-				if _, err := b.tx.ExecContext(ctx, `DELETE FROM _log WHERE seq <= ?`, int64(b.seq-b.s.KeepLog)); err != nil {
+				if _, err := b.exec(ctx, `DELETE FROM _log WHERE seq <= ?`, int64(b.seq-b.s.KeepLog)); err != nil {
 					return fmt.Errorf("prune _log: %w", err)
 				}
 			}
 			if b.seq > b.s.KeepWrites {
-				if _, err := b.tx.ExecContext(ctx, `DELETE FROM _writes WHERE seq <= ?`, int64(b.seq-b.s.KeepWrites)); err != nil {
+				if _, err := b.exec(ctx, `DELETE FROM _writes WHERE seq <= ?`, int64(b.seq-b.s.KeepWrites)); err != nil {
 					return fmt.Errorf("prune _writes: %w", err)
 				}
 			}
@@ -496,7 +541,10 @@ func (b *Batch) Commit(ctx context.Context) error {
 	}
 	b.done = true
 	defer b.s.wmu.Unlock()
-	if err := b.tx.Commit(); err != nil {
+	if _, err := b.s.wc.ExecContext(context.WithoutCancel(ctx), `COMMIT`); err != nil {
+		// A failed COMMIT may leave the transaction open (SQLITE_BUSY):
+		// end it, so the connection is clean for the next one.
+		_, _ = b.s.wc.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
 		return fmt.Errorf("commit: %w", err)
 	}
 	if b.seq != before {
@@ -509,7 +557,9 @@ func (b *Batch) Commit(ctx context.Context) error {
 func (b *Batch) Rollback() {
 	if !b.done {
 		b.done = true
-		_ = b.tx.Rollback()
+		// It fails when SQLite already rolled the transaction back (an
+		// interrupted write): nothing left to undo then.
+		_, _ = b.s.wc.ExecContext(context.Background(), `ROLLBACK`)
 		b.s.wmu.Unlock()
 	}
 }
@@ -518,7 +568,7 @@ func (b *Batch) Rollback() {
 // worker's transaction, through the guard, and, for writes, records those
 // that change the database for replication, whichever call carried them.
 type txDB struct {
-	tx       *sql.Tx
+	run      runner
 	readOnly bool
 	record   bool
 	guard    *guard          // the writer's guard (nil: the pool's own, always on)
@@ -526,6 +576,8 @@ type txDB struct {
 	ctx      context.Context // if set, used instead of the caller's (see Savepoint)
 	stmts    []wire.Stmt
 	tainted  error // a write statement failed
+	// cachedWrites is the kept classification of the statement just run.
+	cachedWrites bool
 }
 
 func (d *txDB) context(ctx context.Context) context.Context {
@@ -537,9 +589,9 @@ func (d *txDB) context(ctx context.Context) context.Context {
 
 var _ pluginapi.DB = (*txDB)(nil)
 
-// run checks query, runs it through f with the guard on, and records it
+// do checks query, runs it through f with the guard on, and records it
 // when it wrote.
-func (d *txDB) run(query string, args []any, f func(args []any) error) error {
+func (d *txDB) do(query string, args []any, f func(args []any) error) error {
 	if err := checkStatement(query); err != nil {
 		return err
 	}
@@ -558,6 +610,9 @@ func (d *txDB) run(query string, args []any, f func(args []any) error) error {
 	wrote, refused := false, ""
 	if d.guard != nil {
 		wrote, refused = d.guard.end()
+		// A statement prepared before (cached) is not authorized again:
+		// its classification was kept from its preparation.
+		wrote = wrote || d.cachedWrites
 	}
 	if refused != "" {
 		return fmt.Errorf("%w: %s", ErrStatementRefused, refused)
@@ -589,8 +644,8 @@ func (d *txDB) Exec(ctx context.Context, query string, args ...any) (pluginapi.E
 		return pluginapi.ExecResult{}, errors.New("exec in a read operation: reads cannot change data")
 	}
 	var res sql.Result
-	err := d.run(query, args, func(a []any) (err error) {
-		res, err = d.tx.ExecContext(d.context(ctx), query, a...)
+	err := d.do(query, args, func(a []any) (err error) {
+		res, d.cachedWrites, err = d.run.exec(d.context(ctx), query, a, d.guard)
 		return err
 	})
 	if err != nil {
@@ -603,15 +658,151 @@ func (d *txDB) Exec(ctx context.Context, query string, args ...any) (pluginapi.E
 
 func (d *txDB) Query(ctx context.Context, query string, args ...any) (pluginapi.Rows, error) {
 	var out pluginapi.Rows
-	err := d.run(query, args, func(a []any) error {
-		rows, err := d.tx.QueryContext(d.context(ctx), query, a...)
+	err := d.do(query, args, func(a []any) error {
+		rows, writes, done, err := d.run.query(d.context(ctx), query, a, d.guard)
+		d.cachedWrites = writes
 		if err != nil {
 			return err
 		}
+		defer done()
 		// Reading every row runs the statement to its end (a RETURNING
 		// write is complete only then).
 		out, err = pluginapi.ScanRows(rows)
 		return err
 	})
 	return out, err
+}
+
+// runner runs a handler's statements: in the write transaction on the
+// writer connection, or in a read transaction of the handler readers.
+type runner interface {
+	exec(ctx context.Context, query string, args []any, g *guard) (res sql.Result, writes bool, err error)
+	query(ctx context.Context, query string, args []any, g *guard) (rows *sql.Rows, writes bool, done func(), err error)
+}
+
+// writeRunner runs on the writer connection, with statements prepared
+// once: their guard classification (writes or not) is kept with them.
+type writeRunner struct{ s *Store }
+
+func (r writeRunner) exec(ctx context.Context, query string, args []any, g *guard) (sql.Result, bool, error) {
+	p, err := r.s.wstmts.prepare(ctx, query, r.s.wc.PrepareContext, g)
+	if err != nil {
+		return nil, false, err
+	}
+	defer p.done()
+	res, err := p.st.ExecContext(ctx, args...)
+	return res, p.writes, err
+}
+
+func (r writeRunner) query(ctx context.Context, query string, args []any, g *guard) (*sql.Rows, bool, func(), error) {
+	p, err := r.s.wstmts.prepare(ctx, query, r.s.wc.PrepareContext, g)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	rows, err := p.st.QueryContext(ctx, args...)
+	if err != nil {
+		p.done()
+		return nil, p.writes, nil, err
+	}
+	return rows, p.writes, func() { rows.Close(); p.done() }, nil
+}
+
+// readRunner runs in a read transaction of the handler readers, with
+// statements prepared once per connection of the pool.
+type readRunner struct {
+	tx    *sql.Tx
+	db    *sql.DB
+	cache *stmtCache
+}
+
+func (r readRunner) exec(ctx context.Context, query string, args []any, _ *guard) (sql.Result, bool, error) {
+	res, err := r.tx.ExecContext(ctx, query, args...)
+	return res, false, err
+}
+
+func (r readRunner) query(ctx context.Context, query string, args []any, _ *guard) (*sql.Rows, bool, func(), error) {
+	p, err := r.cache.prepare(ctx, query, r.db.PrepareContext, nil)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	st := r.tx.StmtContext(ctx, p.st)
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		st.Close()
+		p.done()
+		return nil, false, nil, err
+	}
+	return rows, false, func() { rows.Close(); st.Close(); p.done() }, nil
+}
+
+// stmtCache keeps prepared statements by query text: parsing is a good
+// share of a point query's cost. It is bounded: past stmtCacheMax
+// distinct texts (a plugin that inlines values), statements are prepared
+// for one use.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*prepared
+}
+
+const stmtCacheMax = 512
+
+// prepared is a cached statement, with whether it writes (its guard
+// classification, when it was prepared with one).
+type prepared struct {
+	st     *sql.Stmt
+	writes bool
+	done   func() // after use: closes a statement that is not cached
+}
+
+func (c *stmtCache) prepare(ctx context.Context, query string, prep func(context.Context, string) (*sql.Stmt, error), g *guard) (*prepared, error) {
+	key := query
+	if g != nil {
+		key = "\x00guarded\x00" + query
+	}
+	c.mu.Lock()
+	if p, ok := c.m[key]; ok {
+		c.mu.Unlock()
+		return p, nil
+	}
+	c.mu.Unlock()
+	if g != nil {
+		g.begin()
+	}
+	st, err := prep(ctx, query)
+	writes, refused := false, ""
+	if g != nil {
+		writes, refused = g.end()
+		// The caller's guard window goes on around the execution.
+		g.handler.Store(true)
+	}
+	if refused != "" {
+		if st != nil {
+			st.Close()
+		}
+		return nil, fmt.Errorf("%w: %s", ErrStatementRefused, refused)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := &prepared{st: st, writes: writes, done: func() {}}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*prepared{}
+	}
+	if len(c.m) >= stmtCacheMax {
+		p.done = func() { st.Close() }
+		return p, nil
+	}
+	c.m[key] = p
+	return p, nil
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.m {
+		p.st.Close()
+	}
+	c.m = nil
 }
