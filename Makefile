@@ -27,7 +27,7 @@ servers-down: ## stop RabbitMQ and ZooKeeper
 	scripts/servers.sh down
 
 build: ## build the binaries into bin/ and the worker's handler plugins into bin/plugins/
-	CGO_ENABLED=0 $(GO) build -o bin/ $(CMDS)
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ $(CMDS)
 	scripts/build-plugins.sh bin/plugins
 
 traefik: ## make sure bin/traefik exists (builds it the first time, ~7 min)

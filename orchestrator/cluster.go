@@ -49,6 +49,7 @@ type WorkerView struct {
 	State   string `json:"state"`
 	Applied uint64 `json:"applied_seq"`
 	Epoch   uint64 `json:"epoch"`
+	Runtime string `json:"runtime"` // how it runs: Runtime.Name()
 }
 
 func newCluster(o *Orchestrator, zks *zkutil.Session) *cluster {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
+	"github.com/rideshare-dbaas/rideshare/internal/images"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 	"github.com/rideshare-dbaas/rideshare/orchestrator"
 )
@@ -24,6 +25,8 @@ func main() {
 		logLevel   string
 		workerLogs string
 		keep       bool
+		docker     orchestrator.DockerOptions
+		keepDead   int
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8000", "HTTP listen address")
 	flag.StringVar(&opts.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
@@ -31,9 +34,13 @@ func main() {
 	flag.StringVar(&opts.ZKRoot, "zk-root", "/rideshare", "ZooKeeper root of this DBaaS")
 	flag.DurationVar(&opts.ZKTimeout, "zk-timeout", 2*time.Second, "ZooKeeper session timeout (workers get the same)")
 	flag.StringVar(&opts.QueuePrefix, "queue-prefix", "", "prefix of every queue and exchange name")
-	flag.StringVar(&runtime, "runtime", "process", "how workers run: process")
-	flag.StringVar(&workerBin, "worker-binary", defaultWorkerBinary(), "worker binary (process runtime)")
-	flag.StringVar(&dataDir, "data-dir", ".data/dbaas", "where workers keep their databases and logs (process runtime)")
+	flag.StringVar(&runtime, "runtime", orchestrator.RuntimeAuto, "how workers run: auto (Nomad when configured and answering, else Docker when its daemon answers, else process), process, docker or nomad")
+	flag.StringVar(&workerBin, "worker-binary", defaultWorkerBinary(), "worker binary (process runtime; its folder also builds a missing worker image)")
+	flag.StringVar(&dataDir, "data-dir", ".data/dbaas", "host folder where workers keep their databases and logs")
+	flag.IntVar(&keepDead, "keep-dead-workers", orchestrator.DefaultKeepDead, "how many dead workers' data to keep")
+	flag.StringVar(&docker.Image, "worker-image", images.Ref("worker", images.DefaultTag), "worker image (docker runtime)")
+	flag.StringVar(&docker.Stack, "stack", "", "name of this DBaaS's containers, label rideshare.stack (docker runtime; default from --zk-root)")
+	flag.StringVar(&docker.PluginDir, "worker-plugin-dir", "", "host folder mounted over the worker image's /plugins, to ship plugins into running workers (docker runtime; default: the image's own)")
 	flag.StringVar(&workerLogs, "worker-log-level", "info", "workers' log level")
 	flag.DurationVar(&opts.WriteTimeout, "write-timeout", 10*time.Second, "how long db/write waits for the master")
 	flag.DurationVar(&opts.ReadTimeout, "read-timeout", 10*time.Second, "how long db/read waits for a slave")
@@ -43,7 +50,9 @@ func main() {
 	flag.IntVar(&opts.Scale.MaxSlaves, "max-slaves", 8, "most slaves")
 	flag.BoolVar(&keep, "keep-workers", false, "leave workers running when the orchestrator stops (a new one adopts them)")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	flag.Parse()
+	if err := cmdutil.ParseFlags(flag.CommandLine, "orchestrator", os.Args[1:]); err != nil {
+		cmdutil.Exit("orchestrator", err, 2)
+	}
 
 	log, err := cmdutil.Logger("orchestrator", logLevel)
 	if err != nil {
@@ -59,24 +68,42 @@ func main() {
 		"--queue-prefix", opts.QueuePrefix,
 		"--log-level", workerLogs,
 	}
-	switch runtime {
-	case "process":
-		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
-			Binary: workerBin, Args: workerArgs, DataDir: dataDir, Logger: log.With("subsystem", "runtime"),
+	ctx, stop := cmdutil.SignalContext()
+	defer stop()
+	rtLog := log.With("subsystem", "runtime")
+	name, why, err := orchestrator.PickRuntime(ctx, runtime, orchestrator.Probes{
+		Docker: orchestrator.DockerProbe,
+		// Nomad: the nomad runtime's probe goes here (issue 10), set when
+		// a Nomad address is configured.
+	})
+	if err != nil {
+		cmdutil.Exit("orchestrator", err, 2)
+	}
+	log.Info("runtime chosen", "runtime", name, "why", why)
+	switch name {
+	case orchestrator.RuntimeProcess:
+		opts.Runtime, err = orchestrator.NewProcess(orchestrator.ProcessOptions{
+			Binary: workerBin, Args: workerArgs, DataDir: dataDir, KeepDead: keepDead, Logger: rtLog,
 		})
-		if err != nil {
-			cmdutil.Exit("orchestrator", err, 2)
+	case orchestrator.RuntimeDocker:
+		docker.Args, docker.DataDir, docker.KeepDead, docker.Logger = workerArgs, dataDir, keepDead, rtLog
+		if docker.Stack == "" {
+			docker.Stack = strings.Trim(strings.ReplaceAll(opts.ZKRoot, "/", "-"), "-")
 		}
-		opts.Runtime = rt
-	default:
-		cmdutil.Exit("orchestrator", fmt.Errorf("unknown runtime %q (want process)", runtime), 2)
+		if _, serr := os.Stat(workerBin); serr == nil {
+			docker.BuildFrom = filepath.Dir(workerBin)
+		}
+		opts.Runtime, err = orchestrator.NewDocker(ctx, docker)
+	default: // the nomad runtime goes here (issue 10)
+		err = fmt.Errorf("the %s runtime is not available in this build", name)
+	}
+	if err != nil {
+		cmdutil.Exit("orchestrator", err, 2)
 	}
 	o, err := orchestrator.New(opts)
 	if err != nil {
 		cmdutil.Exit("orchestrator", err, 2)
 	}
-	ctx, stop := cmdutil.SignalContext()
-	defer stop()
 	err = o.Run(ctx)
 	if cerr := opts.Runtime.Close(!keep); cerr != nil {
 		log.Warn("closing the runtime", "err", cerr)

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,6 +39,7 @@ func main() {
 		zk       string
 		logLevel string
 		plugins  pluginhost.Config
+		logFile  string
 	)
 	flag.StringVar(&opts.ID, "id", "", "worker id (unique; the orchestrator sets it)")
 	flag.StringVar(&opts.DataDir, "data-dir", "", "directory of this worker's database")
@@ -50,9 +53,21 @@ func main() {
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&plugins.Dir, "plugin-dir", defaultPluginDir(), "directory of the handler plugins")
 	flag.StringVar(&plugins.Manifest, "plugin-manifest", "", "plugin manifest (default <plugin-dir>/"+pluginhost.ManifestName+")")
-	flag.Parse()
+	flag.StringVar(&logFile, "log-file", "", "also append the log to this file (a container's log outlives the container)")
+	if err := cmdutil.ParseFlags(flag.CommandLine, "worker", os.Args[1:]); err != nil {
+		cmdutil.Exit("worker", err, 2)
+	}
 
-	log, err := cmdutil.Logger("worker", logLevel)
+	var logOut io.Writer = os.Stderr
+	if logFile != "" {
+		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			cmdutil.Exit("worker", fmt.Errorf("log file: %w", err), 2)
+		}
+		defer f.Close()
+		logOut = io.MultiWriter(os.Stderr, f)
+	}
+	log, err := cmdutil.LoggerTo(logOut, "worker", logLevel)
 	if err != nil {
 		cmdutil.Exit("worker", err, 2)
 	}
