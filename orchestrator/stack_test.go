@@ -34,7 +34,7 @@ type stack struct {
 	bin     string
 	log     *slog.Logger
 	tweak   []func(*orchestrator.Options)
-	rt      *orchestrator.Process
+	rt      orchestrator.Runtime
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -68,9 +68,9 @@ func mustStartStack(t testing.TB, tweak ...func(*orchestrator.Options)) *stack {
 func (s *stack) root() string   { return "/test-" + s.name }
 func (s *stack) prefix() string { return s.name + "." }
 
-// startOrchestrator starts an orchestrator (and with it a process runtime)
-// on the stack's names and data directory; a second one adopts the workers
-// the first left running.
+// startOrchestrator starts an orchestrator (and with it a process runtime,
+// or the one a tweak sets) on the stack's names and data directory; a
+// second one adopts the workers the first left running.
 func (s *stack) startOrchestrator() {
 	t := s.t
 	t.Helper()
@@ -92,7 +92,7 @@ func (s *stack) startOrchestrator() {
 	for _, f := range s.tweak {
 		f(&opts)
 	}
-	s.rt = rt
+	s.rt = opts.Runtime
 	o, err := orchestrator.New(opts)
 	if err != nil {
 		t.Fatal(err)
