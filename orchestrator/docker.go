@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	"github.com/rideshare-dbaas/rideshare/internal/images"
@@ -331,12 +333,32 @@ func (d *Docker) onDie(ctx context.Context, m events.Message) {
 	d.mu.Lock()
 	pid := d.pids[m.Actor.ID]
 	d.mu.Unlock()
-	d.log.Info("worker exited", "id", id, "pid", pid, "container", short(m.Actor.ID), "status", exitText(m.Actor.Attributes["exitCode"]))
+	code := m.Actor.Attributes["exitCode"]
+	d.log.Info("worker exited", "id", id, "pid", pid, "container", short(m.Actor.ID), "status", exitText(code))
+	if n, err := strconv.Atoi(code); err == nil && n > 0 && n < 128 {
+		// What it said before failing (a bad flag is printed before its
+		// log file opens): the container's log goes with the container.
+		d.log.Warn("worker failed", "id", id, "output", d.logTail(ctx, m.Actor.ID, 10))
+	}
 	d.remove(ctx, m.Actor.ID)
 	select {
 	case d.exits <- id:
 	default: // the reconciler also polls List
 	}
+}
+
+// logTail is the end of container cid's output.
+func (d *Docker) logTail(ctx context.Context, cid string, lines int) string {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rc, err := d.cli.ContainerLogs(lctx, cid, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(lines)})
+	if err != nil {
+		return "(no output: " + err.Error() + ")"
+	}
+	defer rc.Close()
+	var out strings.Builder
+	_, _ = stdcopy.StdCopy(&out, &out, io.LimitReader(rc, 64<<10))
+	return strings.TrimSpace(out.String())
 }
 
 // exitText says how a container's process ended, as os/exec does for a
