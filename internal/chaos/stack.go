@@ -107,12 +107,16 @@ func (c *Chaos) startOrchestrator(s *stack) error {
 		"--zk-root", s.zkRoot,
 		"--zk-timeout", o.ZKTimeout.String(),
 		"--queue-prefix", s.prefix,
-		"--runtime", "process",
+		"--runtime", o.Runtime,
 		"--worker-binary", o.WorkerBin,
 		"--data-dir", workers,
 		"--scale-window", o.ScaleWindow.String(),
 		"--min-slaves", fmt.Sprint(o.MinSlaves),
 		"--max-slaves", fmt.Sprint(o.MaxSlaves),
+	}
+	if o.Runtime == "docker" {
+		// Its containers carry the run's name (rideshare.stack label).
+		args = append(args, "--worker-image", o.WorkerImage, "--stack", "chaos-"+c.runID)
 	}
 	args = append(args, o.OrchestratorArgs...)
 	s.logPath = filepath.Join(s.dataDir, "orchestrator.log")
