@@ -12,9 +12,14 @@ SHELL := bash
 GO ?= go
 BIN := $(CURDIR)/bin
 # The binaries: one per cmd package, each built into bin/ under its folder's name.
-CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen
+CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./cmd/images
+# Docker: the daemon answers (then the docker tests must pass, not skip).
+DOCKER_OK := $(shell timeout 20 docker info >/dev/null 2>&1 && echo 1)
+# Image labels: the commit and its time, so the same commit gives the same labels.
+REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+CREATED := $(shell git log -1 --format=%cI 2>/dev/null)
 
-.PHONY: help servers servers-down build traefik protoc generate unit acceptance test run chaos fmt vet clean
+.PHONY: help servers servers-down build traefik images compose protoc generate unit acceptance acceptance-docker test run chaos fmt vet clean
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -33,6 +38,18 @@ build: ## build the binaries into bin/ and the worker's handler plugins into bin
 traefik: ## make sure bin/traefik exists (builds it the first time, ~7 min)
 	scripts/traefik.sh >/dev/null
 
+images: build ## build the container images rideshare/{orchestrator,worker,users,rides}:dev (and :REVISION) from bin/
+ifeq ($(DOCKER_OK),1)
+	bin/images --bin bin --tag dev,$(REVISION) --version dev --revision $(REVISION) --created "$(CREATED)"
+else
+	@echo "images: skipped, the Docker daemon does not answer (docker info)"
+endif
+
+compose: ## make sure docker-compose is installed (Debian's 1.29; its test checks docker-compose.yml)
+	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \
+	  { apt-get install -y -q docker-compose >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; }; } || \
+	  echo "compose: docker-compose is missing and cannot be installed here"; }
+
 protoc: ## install protoc and the pinned Go generators (the generated-code freshness test needs them)
 	scripts/protoc.sh setup
 
@@ -46,13 +63,22 @@ unit: export AMQP_URL := amqp://127.0.0.1:5672/
 unit: export ZK_SERVERS := 127.0.0.1:2181
 unit: export RIDESHARE_REQUIRE_SERVERS := 1
 unit: export RIDESHARE_REQUIRE_TRAEFIK := 1
+unit: export RIDESHARE_REQUIRE_DOCKER := $(DOCKER_OK)
+unit: export RIDESHARE_REQUIRE_COMPOSE := $(shell command -v docker-compose >/dev/null && echo 1)
 unit: servers build traefik protoc ## go test -race ./... (with the servers, bin/ and Traefik)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 acceptance: ## the shared acceptance suite against a throwaway stack
 	scripts/acceptance.sh
 
-test: servers build traefik unit acceptance ## everything CI runs
+acceptance-docker: ## the same suite against a stack on the docker runtime (ACCEPTANCE_DOCKER_NAME, default accdocker)
+ifeq ($(DOCKER_OK),1)
+	RUNTIME=docker ACCEPTANCE_NAME=$${ACCEPTANCE_DOCKER_NAME:-accdocker} scripts/acceptance.sh
+else
+	@echo "acceptance-docker: skipped, the Docker daemon does not answer (docker info)"
+endif
+
+test: servers build traefik compose images unit acceptance acceptance-docker ## everything CI runs
 
 CHAOS_DURATION ?= 4m
 chaos: servers build ## the long chaos run (CHAOS_DURATION, default 4m; restarts RabbitMQ once); report in .run/chaos-report.json
@@ -60,7 +86,7 @@ chaos: servers build ## the long chaos run (CHAOS_DURATION, default 4m; restarts
 	@mkdir -p .run
 	bin/chaos --duration $(CHAOS_DURATION) --rabbit-restart node --zk-expiry both --report .run/chaos-report.json
 
-run: ## the whole stack in the foreground (Ctrl-C stops it); entry point :8080
+run: ## the whole stack in the foreground (Ctrl-C stops it); entry point :8080; RUNTIME=process|docker (default docker when its daemon answers)
 	scripts/run.sh
 
 fmt: ## gofmt -w the Go files

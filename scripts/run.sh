@@ -8,13 +8,18 @@
 # RUN_PORT_BASE (default 8000) moves all the ports (see scripts/stack.sh),
 # RUN_NAME (default run) names the stack (ZooKeeper root, queue prefix),
 # RUN_SCALE_WINDOW (default 2m) sets the autoscaler's window.
+# RUNTIME=process|docker picks how it runs (default: docker when the Docker
+# daemon answers, else process; see scripts/stack.sh): with docker, the
+# workers, the orchestrator, users and rides are containers (`make images`).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/stack.sh
 source "$repo/scripts/stack.sh"
 
+stack_pick_runtime
 make -C "$repo" --no-print-directory servers build traefik
+[ "$STACK_RUNTIME" = docker ] && make -C "$repo" --no-print-directory images
 
 finish() {
   local rc=$?

@@ -273,7 +273,23 @@ func Build(ctx context.Context, cli *client.Client, s Spec, log *slog.Logger) (s
 	go func() { pw.CloseWithError(s.WriteContext(pw)) }()
 	// Whatever happens below, the writer goroutine ends.
 	defer pr.Close()
-	res, err := cli.ImageBuild(ctx, pr, client.ImageBuildOptions{
+	id, err := buildTar(ctx, cli, pr, refs, log)
+	if err != nil {
+		return "", err
+	}
+	for prev := range old {
+		if prev != id {
+			removeIfDangling(ctx, cli, prev, log)
+		}
+	}
+	log.Info("image built", "image", refs[0], "tags", refs, "id", id)
+	return id, nil
+}
+
+// buildTar sends the build context tarball to the daemon's builder and
+// reads its answer to the end.
+func buildTar(ctx context.Context, cli *client.Client, tarball io.Reader, refs []string, log *slog.Logger) (string, error) {
+	res, err := cli.ImageBuild(ctx, tarball, client.ImageBuildOptions{
 		Tags: refs, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
 		Version: build.BuilderV1,
 	})
@@ -285,12 +301,6 @@ func Build(ctx context.Context, cli *client.Client, s Spec, log *slog.Logger) (s
 	if err != nil {
 		return "", fmt.Errorf("build %s: %w", refs[0], err)
 	}
-	for prev := range old {
-		if prev != id {
-			removeIfDangling(ctx, cli, prev, log)
-		}
-	}
-	log.Info("image built", "image", refs[0], "tags", refs, "id", id)
 	return id, nil
 }
 
