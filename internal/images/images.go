@@ -273,7 +273,7 @@ func Build(ctx context.Context, cli *client.Client, s Spec, log *slog.Logger) (s
 	go func() { pw.CloseWithError(s.WriteContext(pw)) }()
 	// Whatever happens below, the writer goroutine ends.
 	defer pr.Close()
-	id, err := buildTar(ctx, cli, pr, refs, log)
+	id, err := BuildContext(ctx, cli, pr, refs, log)
 	if err != nil {
 		return "", err
 	}
@@ -286,9 +286,11 @@ func Build(ctx context.Context, cli *client.Client, s Spec, log *slog.Logger) (s
 	return id, nil
 }
 
-// buildTar sends the build context tarball to the daemon's builder and
-// reads its answer to the end.
-func buildTar(ctx context.Context, cli *client.Client, tarball io.Reader, refs []string, log *slog.Logger) (string, error) {
+// BuildContext sends a build context (a tar holding a Dockerfile) to the
+// daemon's legacy builder, tags the result with refs and reads the
+// builder's answer to the end, failing on the errors it reports there. It
+// returns the image ID.
+func BuildContext(ctx context.Context, cli *client.Client, tarball io.Reader, refs []string, log *slog.Logger) (string, error) {
 	res, err := cli.ImageBuild(ctx, tarball, client.ImageBuildOptions{
 		Tags: refs, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
 		Version: build.BuilderV1,
@@ -297,6 +299,9 @@ func buildTar(ctx context.Context, cli *client.Client, tarball io.Reader, refs [
 		return "", fmt.Errorf("build %s: %w", refs[0], err)
 	}
 	defer res.Body.Close()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	id, err := readBuildStream(res.Body, log.With("image", refs[0]))
 	if err != nil {
 		return "", fmt.Errorf("build %s: %w", refs[0], err)
