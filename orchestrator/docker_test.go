@@ -30,7 +30,7 @@ type dockerStack struct {
 // mustStartDockerStack starts a stack whose workers are containers of a
 // worker image built for this test, and checks at the end that nothing of
 // it is left: no container of its stack, no dangling image of ours.
-func mustStartDockerStack(t *testing.T, tweak ...func(*orchestrator.Options, *orchestrator.DockerOptions)) (*stack, *dockerStack) {
+func mustStartDockerStack(t testing.TB, tweak ...func(*orchestrator.Options, *orchestrator.DockerOptions)) (*stack, *dockerStack) {
 	t.Helper()
 	testenv.RequireServers(t)
 	began := time.Now()

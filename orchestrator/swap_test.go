@@ -324,7 +324,7 @@ func loadedStats(t *testing.T, dir, id string) bool {
 	}) > 0
 }
 
-func dumpWorkerLogs(t *testing.T, dir string) {
+func dumpWorkerLogs(t testing.TB, dir string) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
