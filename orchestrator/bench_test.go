@@ -105,9 +105,12 @@ func BenchmarkSlaveReplacement(b *testing.B) {
 					b.Fatalf("crash/slave: %d %s", st, raw)
 				}
 				for {
-					st, _ := s.read("users.count", nil)
+					st, m := s.read("users.list", nil)
 					if st == 200 {
 						break
+					}
+					if st != 503 {
+						b.Fatalf("read: %d %v", st, m)
 					}
 					if time.Since(killed) > time.Minute {
 						b.Fatal("no read answered within a minute of the kill")
