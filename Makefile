@@ -12,14 +12,14 @@ SHELL := bash
 GO ?= go
 BIN := $(CURDIR)/bin
 # The binaries: one per cmd package, each built into bin/ under its folder's name.
-CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./cmd/images
+CMDS := ./orchestrator/cmd/orchestrator ./worker/cmd/worker ./services/users/cmd/users ./services/rides/cmd/rides ./cmd/loadgen ./traefik/cmd/traefik-render ./cmd/images
 # Docker: the daemon answers (then the docker tests must pass, not skip).
 DOCKER_OK := $(shell timeout 20 docker info >/dev/null 2>&1 && echo 1)
 # Image labels: the commit and its time, so the same commit gives the same labels.
 REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 CREATED := $(shell git log -1 --format=%cI 2>/dev/null)
 
-.PHONY: help servers servers-down build traefik images compose protoc generate unit acceptance acceptance-docker test run chaos fmt vet clean
+.PHONY: help servers servers-down build traefik images compose protoc generate unit acceptance acceptance-docker test run nomad chaos fmt vet clean
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -88,6 +88,9 @@ chaos: servers build ## the long chaos run (CHAOS_DURATION, default 4m; restarts
 
 run: ## the whole stack in the foreground (Ctrl-C stops it); entry point :8080; RUNTIME=process|docker (default docker when its daemon answers)
 	scripts/run.sh
+
+nomad: ## the stack as Nomad jobs on a dev agent (needs nomad; Ctrl-C stops it); docs/nomad.md
+	scripts/nomad.sh
 
 fmt: ## gofmt -w the Go files
 	$(GO) fmt ./...

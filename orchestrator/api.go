@@ -13,7 +13,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
@@ -136,39 +135,61 @@ func (o *Orchestrator) handleWrite(w http.ResponseWriter, r *http.Request) {
 	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: b.ID, Op: *b.Op, Params: params}, nil)
 }
 
-func (o *Orchestrator) handleClear(w http.ResponseWriter, r *http.Request) {
-	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: uuid.NewString(), Op: "db.clear", Params: json.RawMessage("{}")}, struct{}{})
+type clearBody struct {
+	ID string `json:"id"`
 }
 
-// forwardWrite publishes a write and relays the master's reply. With
+// handleClear runs db.clear as a write. Its idempotency id comes from the
+// body ({"id": ...}) or the Idempotency-Key header, so that a client's
+// retries of one clear run it once: a clear run twice would erase the
+// writes made between the two. Without one, every call is a new clear.
+func (o *Orchestrator) handleClear(w http.ResponseWriter, r *http.Request) {
+	var b clearBody
+	body, herr := httpx.ReadBody(r, o.opts.MaxBody)
+	if herr == nil && len(bytes.TrimSpace(body)) > 0 {
+		herr = httpx.DecodeJSON(body, &b)
+	}
+	if herr != nil {
+		httpx.Fail(w, herr)
+		return
+	}
+	id := b.ID
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		if id != "" && id != key {
+			writeError(w, 400, `"id" and the Idempotency-Key header differ`)
+			return
+		}
+		id = key
+	}
+	if len(id) > 128 {
+		writeError(w, 400, `"id" is longer than 128 bytes`)
+		return
+	}
+	if id == "" {
+		id = uuid.NewString()
+	}
+	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: "clear:" + id, Op: "db.clear", Params: json.RawMessage("{}")}, struct{}{})
+}
+
+// forwardWrite sends a write and relays the master's reply. With
 // override set, a success answers override instead of the reply body.
 func (o *Orchestrator) forwardWrite(w http.ResponseWriter, ctx context.Context, req wire.WriteRequest, override any) {
 	ctx, cancel := context.WithTimeout(ctx, o.opts.WriteTimeout)
 	defer cancel()
-	body, _ := json.Marshal(req)
-	d, err := o.caller.Call(ctx, mq.Message{Key: o.names.WriteQ, Type: wire.TypeWrite, Body: body, Persistent: true})
+	rep, err := o.writes.do(ctx, req)
 	if err != nil {
 		o.unavailable(w, "write", err)
 		return
 	}
-	rep, ok := o.decodeReply(w, d)
-	if !ok {
-		return
-	}
 	if rep.Seq > 0 {
-		for {
-			cur := o.ackedSeq.Load()
-			if rep.Seq <= cur || o.ackedSeq.CompareAndSwap(cur, rep.Seq) {
-				break
-			}
-		}
+		raiseTo(&o.ackedSeq, rep.Seq)
 		w.Header().Set(HeaderSeq, strconv.FormatUint(rep.Seq, 10))
 	}
 	if rep.Status == 200 && override != nil {
 		writeJSON(w, 200, override)
 		return
 	}
-	relay(w, rep)
+	relay(w, &rep)
 }
 
 func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
@@ -193,6 +214,12 @@ func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		minSeq = uint64(*b.MinSeq)
+		// A read waiting for a sequence number nobody committed would hold
+		// a slave's read slot until its deadline: refuse it at once.
+		if top := o.committedSeq(); minSeq > top {
+			writeError(w, 400, fmt.Sprintf(`"min_seq" %d is above the highest sequence number committed (%d)`, minSeq, top))
+			return
+		}
 	}
 	switch b.Consistency {
 	case "", "strong":
@@ -204,48 +231,42 @@ func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), o.opts.ReadTimeout)
 	defer cancel()
-	deadline, _ := ctx.Deadline()
-	body, _ := json.Marshal(wire.ReadRequest{Op: *b.Op, Params: params, MinSeq: minSeq})
-	d, err := o.callRead(ctx, body, deadline)
+	rep, err := o.reads.do(ctx, wire.ReadRequest{Op: *b.Op, Params: params, MinSeq: minSeq})
 	if err != nil {
 		o.unavailable(w, "read", err)
 		return
 	}
-	if rep, ok := o.decodeReply(w, d); ok {
-		relay(w, rep)
-	}
+	relay(w, &rep)
 }
 
-// callRead publishes a read whose message expires with its deadline, so a
-// read nobody took in time is dropped by RabbitMQ rather than answered late.
-func (o *Orchestrator) callRead(ctx context.Context, body []byte, deadline time.Time) (amqp.Delivery, error) {
-	return o.caller.Call(ctx, mq.Message{Key: o.names.ReadQ, Type: wire.TypeRead, Body: body,
-		Expiration: time.Until(deadline),
-		Headers:    amqp.Table{headerDeadline: deadline.UnixMilli()}})
-}
+// retrySafe ends the message of a write that got no answer: it may or may
+// not have been applied, and resending it is how a client finds out.
+const retrySafe = `; it may have been applied: retrying it with the same "id" is safe (a write is applied at most once per id)`
 
 func (o *Orchestrator) unavailable(w http.ResponseWriter, what string, err error) {
+	status, msg := http.StatusServiceUnavailable, ""
+	if errors.Is(err, context.DeadlineExceeded) && !o.caller.Connected() {
+		// The request's own deadline came first, but the reason is this.
+		err = fmt.Errorf("%w: not connected", mq.ErrUnavailable)
+	}
 	switch {
+	case errors.Is(err, errBadReply):
+		status, msg = http.StatusBadGateway, fmt.Sprintf("%s failed: %v", what, err)
 	case errors.Is(err, mq.ErrUnavailable):
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s failed: RabbitMQ is unreachable (%v)", what, err))
+		msg = fmt.Sprintf("%s failed: RabbitMQ is unreachable (%v)", what, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		who := "master"
 		if what == "read" {
 			who = "slave"
 		}
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s failed: no %s answered in time", what, who))
+		msg = fmt.Sprintf("%s failed: no %s answered in time", what, who)
 	default:
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s failed: %v", what, err))
+		msg = fmt.Sprintf("%s failed: %v", what, err)
 	}
-}
-
-func (o *Orchestrator) decodeReply(w http.ResponseWriter, d amqp.Delivery) (*wire.Reply, bool) {
-	var rep wire.Reply
-	if err := json.Unmarshal(d.Body, &rep); err != nil || rep.Status == 0 {
-		writeError(w, http.StatusBadGateway, "worker sent an unreadable reply")
-		return nil, false
+	if what == "write" {
+		msg += retrySafe
 	}
-	return &rep, true
+	writeError(w, status, msg)
 }
 
 // HeaderWorker names the worker that answered.
@@ -347,7 +368,9 @@ func (o *Orchestrator) handleWorkerList(w http.ResponseWriter, r *http.Request) 
 	}
 	pids := make([]int, 0, len(insts))
 	for _, in := range insts {
-		pids = append(pids, in.PID)
+		if in.PID > 0 { // 0: a Nomad worker not registered yet (no pid known)
+			pids = append(pids, in.PID)
+		}
 	}
 	sort.Ints(pids)
 	writeJSON(w, 200, pids)

@@ -39,7 +39,16 @@ type cluster struct {
 	starts       map[string]time.Time
 	backoff      time.Duration
 	backoffUntil time.Time
+	// gatedSince is when the election first found no candidate holding
+	// every acknowledged write (zero when not gated).
+	gatedSince time.Time
 }
+
+// electionGateWait is how long an election waits for a candidate whose
+// znode shows every acknowledged write (a slave updates its znode every
+// 100 ms while it drains its sync queue) before it revives the old master
+// on its own data instead.
+const electionGateWait = 3 * time.Second
 
 // WorkerView is one worker as the API shows it.
 type WorkerView struct {
@@ -98,6 +107,7 @@ func (c *cluster) run(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
+	c.recoverAckedSeq()
 	go c.watchChildren(ctx)
 	go func() {
 		for {
@@ -156,6 +166,27 @@ func (c *cluster) watchChildren(ctx context.Context) {
 		case <-ev:
 		case <-c.zks.Changed():
 		}
+	}
+}
+
+// recoverAckedSeq raises the orchestrator's acknowledged watermark to the
+// highest sequence number any worker has applied, after a restart: this
+// orchestrator cannot know what the one before it acknowledged, and the
+// election must never pick a worker below it. The estimate errs high (a
+// master may have committed more than was acknowledged), which can only
+// make an election wait for a better candidate or revive the master.
+func (c *cluster) recoverAckedSeq() {
+	zkw, err := c.readWorkers()
+	if err != nil {
+		c.log.Warn("cannot read the workers to recover the acknowledged watermark", "err", err)
+		return
+	}
+	var top uint64
+	for _, info := range zkw {
+		top = max(top, info.Applied)
+	}
+	if raiseTo(&c.o.ackedSeq, top) {
+		c.log.Info("acknowledged watermark recovered from the workers", "seq", top)
 	}
 }
 
@@ -253,7 +284,20 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	sched, scheduled := c.o.rt.(Scheduler)
 	c.mu.Lock()
+	if scheduled {
+		// The scheduler started these workers, not us: note when we first
+		// saw each one unregistered, so the first election waits for them
+		// as it does for the workers it starts itself.
+		for id := range alive {
+			if _, registered := zkw[id]; !registered {
+				if _, ok := c.starts[id]; !ok {
+					c.starts[id] = time.Now()
+				}
+			}
+		}
+	}
 	for id := range c.stopping {
 		if _, ok := alive[id]; !ok {
 			delete(c.stopping, id)
@@ -316,6 +360,13 @@ func (c *cluster) reconcile(ctx context.Context) error {
 		desired++
 	}
 	switch {
+	case scheduled:
+		// The scheduler places, replaces and removes workers itself: ask
+		// for one master and the desired slaves; it keeps that many
+		// running (docs/nomad.md: which workers a scale-in removes).
+		if err := sched.Scale(ctx, c.desiredWorkers()); err != nil {
+			c.log.Warn("scale workers", "err", err)
+		}
 	case len(slaves) < desired && wait > 0:
 		go func() { time.Sleep(wait); c.poke() }()
 	case len(slaves) < desired:
@@ -388,6 +439,14 @@ func (c *cluster) publish(alive map[string]int, zkw map[string]wire.WorkerInfo, 
 // the lowest pid) and names it master of the next epoch with a
 // compare-and-set on the master record. It returns "" when no worker can
 // be elected yet.
+//
+// A candidate must hold every write this orchestrator acknowledged
+// (applied ≥ ackedSeq): a slave below it would start a new epoch without
+// an acknowledged entry. Its znode may only be stale, so the election
+// waits up to electionGateWait for it to catch up; then, rather than elect
+// it, the dead master is restarted on its own data (Reviver). Only a
+// runtime that cannot do that gets the best candidate anyway, with an
+// error in the log.
 func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int32, exists bool, alive map[string]int, zkw map[string]wire.WorkerInfo) (string, error) {
 	if !exists && c.waitingForRegistrations(alive, zkw) {
 		// The first election waits for every worker just started, so the
@@ -407,38 +466,38 @@ func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int3
 			best, bestPID = &i, pid
 		}
 	}
+	acked := c.o.ackedSeq.Load()
+	if best != nil && exists && best.Applied < acked {
+		c.mu.Lock()
+		first := c.gatedSince.IsZero()
+		if first {
+			c.gatedSince = time.Now()
+		}
+		waited := time.Since(c.gatedSince)
+		c.mu.Unlock()
+		if waited < electionGateWait {
+			if first {
+				c.log.Info("election waits: no candidate shows every acknowledged write yet",
+					"best", best.ID, "applied_seq", best.Applied, "acked_seq", acked)
+			}
+			time.AfterFunc(200*time.Millisecond, c.poke)
+			return "", nil
+		}
+		if id, ok, err := c.revive(ctx, rec, version, alive); ok || err != nil {
+			return id, err
+		}
+		c.log.Error("electing a master below the acknowledged watermark: acknowledged writes may be lost",
+			"best", best.ID, "applied_seq", best.Applied, "acked_seq", acked, "old_master", rec.ID)
+	}
 	if best == nil {
 		if !exists {
 			return "", nil // cold start: wait for the first worker to be ready
 		}
 		// No slave can take over (the only slaves are still loading their
 		// snapshot, or all are gone). The dead master's database is the one
-		// holding every acknowledged write: start it again on it, under a
-		// new epoch written before it starts, so it promotes itself and the
-		// slaves follow it.
-		if rv, ok := c.o.rt.(Reviver); ok && rv.CanRevive(rec.ID) {
-			c.mu.Lock()
-			wait := time.Until(c.backoffUntil)
-			c.mu.Unlock()
-			if wait > 0 {
-				return "", nil
-			}
-			next := wire.MasterRecord{ID: rec.ID, Epoch: rec.Epoch + 1}
-			data, _ := json.Marshal(next)
-			if _, err := c.zks.Conn.Set(wire.MasterPath(c.o.opts.ZKRoot), data, version); err != nil {
-				return "", fmt.Errorf("write master record: %w", err)
-			}
-			c.log.Warn("no slave can take over; restarting the dead master on its own data",
-				"id", rec.ID, "epoch", next.Epoch, "live_workers", len(alive))
-			c.mu.Lock()
-			c.starts[rec.ID] = time.Now()
-			c.mu.Unlock()
-			in, err := c.o.rt.Start(ctx, rec.ID)
-			if err != nil {
-				return "", fmt.Errorf("restart master %s: %w", rec.ID, err)
-			}
-			alive[in.ID] = in.PID
-			return rec.ID, nil
+		// holding every acknowledged write: start it again on it.
+		if id, ok, err := c.revive(ctx, rec, version, alive); ok || err != nil {
+			return id, err
 		}
 		if len(alive) == 0 {
 			c.log.Error("every worker is gone and the master's data cannot be restarted; the data is lost. Starting a new cluster from empty databases",
@@ -447,7 +506,6 @@ func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int3
 				return "", fmt.Errorf("reset master record: %w", err)
 			}
 			c.o.ackedSeq.Store(0) // the sequence starts again at 1
-
 		}
 		return "", nil
 	}
@@ -463,13 +521,58 @@ func (c *cluster) elect(ctx context.Context, rec wire.MasterRecord, version int3
 	if err != nil {
 		return "", fmt.Errorf("write master record: %w", err)
 	}
+	c.mu.Lock()
+	c.gatedSince = time.Time{}
+	c.mu.Unlock()
 	candidates := make([]string, 0, len(zkw))
 	for id, info := range zkw {
 		candidates = append(candidates, fmt.Sprintf("%s(pid %d, seq %d, %s)", id, alive[id], info.Applied, info.State))
 	}
 	slices.Sort(candidates)
-	c.log.Info("elected master", "id", best.ID, "pid", bestPID, "applied_seq", best.Applied, "epoch", next.Epoch, "previous", rec.ID, "candidates", candidates)
+	c.log.Info("elected master", "id", best.ID, "pid", bestPID, "applied_seq", best.Applied, "acked_seq", acked, "epoch", next.Epoch, "previous", rec.ID, "candidates", candidates)
 	return best.ID, nil
+}
+
+// revive restarts the dead master rec.ID on its own data, under a new
+// epoch written into the master record before it starts, so that it
+// promotes itself and the slaves follow it. ok is false when the runtime
+// cannot (it lost the data, or keeps none).
+func (c *cluster) revive(ctx context.Context, rec wire.MasterRecord, version int32, alive map[string]int) (string, bool, error) {
+	rv, ok := c.o.rt.(Reviver)
+	if !ok || !rv.CanRevive(rec.ID) {
+		return "", false, nil
+	}
+	c.mu.Lock()
+	wait := time.Until(c.backoffUntil)
+	c.mu.Unlock()
+	if wait > 0 {
+		return "", true, nil
+	}
+	next := wire.MasterRecord{ID: rec.ID, Epoch: rec.Epoch + 1}
+	data, _ := json.Marshal(next)
+	if _, err := c.zks.Conn.Set(wire.MasterPath(c.o.opts.ZKRoot), data, version); err != nil {
+		return "", true, fmt.Errorf("write master record: %w", err)
+	}
+	c.log.Warn("no slave can take over with every acknowledged write; restarting the dead master on its own data",
+		"id", rec.ID, "epoch", next.Epoch, "live_workers", len(alive), "acked_seq", c.o.ackedSeq.Load())
+	c.mu.Lock()
+	c.starts[rec.ID] = time.Now()
+	c.gatedSince = time.Time{}
+	c.mu.Unlock()
+	in, err := c.o.rt.Start(ctx, rec.ID)
+	if err != nil {
+		return "", true, fmt.Errorf("restart master %s: %w", rec.ID, err)
+	}
+	alive[in.ID] = in.PID
+	return rec.ID, true, nil
+}
+
+// desiredWorkers is the number of workers a Scheduler runtime is asked
+// for: the master and the desired slaves.
+func (c *cluster) desiredWorkers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.desired + 1
 }
 
 // waitingForRegistrations reports whether a worker started less than 10 s

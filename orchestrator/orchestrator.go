@@ -19,6 +19,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 )
 
@@ -36,6 +37,11 @@ type Options struct {
 	ReadTimeout  time.Duration // how long db/read waits for a slave
 	MaxBody      int64
 	Scale        ScaleOptions
+	// BatchMax is the most requests one message carries, BatchesInFlight
+	// how many messages of each kind (writes, reads) may wait for their
+	// replies at once; requests arriving meanwhile form the next message.
+	BatchMax        int
+	BatchesInFlight int
 }
 
 // ScaleOptions are the autoscaler's settings (guarantee 8).
@@ -58,6 +64,12 @@ func (o *Options) defaults() {
 	}
 	if o.ReadTimeout == 0 {
 		o.ReadTimeout = 10 * time.Second
+	}
+	if o.BatchMax == 0 {
+		o.BatchMax = 64
+	}
+	if o.BatchesInFlight == 0 {
+		o.BatchesInFlight = 8
 	}
 	if o.MaxBody == 0 {
 		o.MaxBody = 16 << 20
@@ -82,6 +94,12 @@ func (o *Options) defaults() {
 	}
 }
 
+// registrationJoiner is implemented by runtimes that join the workers'
+// ZooKeeper registrations with what they list (the nomad runtime).
+type registrationJoiner interface {
+	useRegistrations(func() (map[string]wire.WorkerInfo, error))
+}
+
 // Orchestrator is the DBaaS front door.
 type Orchestrator struct {
 	opts   Options
@@ -93,6 +111,9 @@ type Orchestrator struct {
 	zks    *zkutil.Session
 
 	ackedSeq atomic.Uint64 // highest sequence number a write reply carried
+
+	writes *batcher[wire.WriteRequest]
+	reads  *batcher[wire.ReadRequest]
 
 	cluster *cluster
 	scaler  *autoscaler
@@ -116,10 +137,41 @@ func New(opts Options) (*Orchestrator, error) {
 	o.caller = mq.NewCaller(o.log.With("subsystem", "rpc"))
 	o.sup = mq.NewSupervisor(opts.AMQPURL, "orchestrator", o.log.With("subsystem", "amqp"),
 		func(ctx context.Context, conn *amqp.Connection) error {
+			if err := o.names.MigrateWriteQ(conn); err != nil {
+				return err
+			}
 			return o.caller.Session(ctx, conn, o.names.DeclareAll)
 		})
 	o.scaler = newAutoscaler(opts.Scale)
+	o.writes = newBatcher(opts.BatchMax, opts.BatchesInFlight, o.sendWrites)
+	o.reads = newBatcher(opts.BatchMax, opts.BatchesInFlight, o.sendReads)
 	return o, nil
+}
+
+// raiseTo sets v to n when n is higher, and reports whether it did.
+func raiseTo(v *atomic.Uint64, n uint64) bool {
+	for {
+		cur := v.Load()
+		if n <= cur {
+			return false
+		}
+		if v.CompareAndSwap(cur, n) {
+			return true
+		}
+	}
+}
+
+// committedSeq is the highest sequence number known to be committed: the
+// highest this orchestrator acknowledged, or a worker applied.
+func (o *Orchestrator) committedSeq() uint64 {
+	top := o.ackedSeq.Load()
+	if o.cluster != nil {
+		view, _, _ := o.cluster.snapshot()
+		for _, v := range view {
+			top = max(top, v.Applied)
+		}
+	}
+	return top
 }
 
 // Listen binds the HTTP listener (Run does it when not done before); it
@@ -151,6 +203,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	o.zks = zks
 	defer zks.Close()
 	o.cluster = newCluster(o, zks)
+	if j, ok := o.rt.(registrationJoiner); ok {
+		// The runtime cannot see the workers' pids itself (Nomad): it
+		// takes them from the workers' ZooKeeper registrations.
+		j.useRegistrations(o.cluster.readWorkers)
+	}
 	srv := &http.Server{Handler: o.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -170,7 +227,15 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		_ = o.sup.Run(ctx)
 	}()
 
-	wg.Add(2)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		o.writes.run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		o.reads.run(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := o.cluster.run(ctx); err != nil && ctx.Err() == nil {

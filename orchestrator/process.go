@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +27,11 @@ type ProcessOptions struct {
 	Logger   *slog.Logger
 	// Grace is how long Stop waits after SIGTERM before SIGKILL.
 	Grace time.Duration
+	// DieWithParent has the kernel kill the workers when this process
+	// dies, however it dies (Pdeathsig). Off in production: workers hold
+	// the data and outlive a crashed orchestrator, which a new one adopts.
+	// Tests turn it on, so that nothing they start outlives them.
+	DieWithParent bool
 }
 
 // Process runs workers as child processes of the orchestrator.
@@ -37,6 +43,8 @@ type Process struct {
 
 	mu    sync.Mutex
 	procs map[string]*proc
+
+	spawn chan func() // to the spawner thread (DieWithParent)
 }
 
 type proc struct {
@@ -73,7 +81,36 @@ func NewProcess(opts ProcessOptions) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process runtime: %w", err)
 	}
-	return &Process{opts: opts, log: opts.Logger, data: data, exits: make(chan string, 64), procs: map[string]*proc{}}, nil
+	p := &Process{opts: opts, log: opts.Logger, data: data, exits: make(chan string, 64), procs: map[string]*proc{}}
+	if opts.DieWithParent {
+		p.spawn = make(chan func())
+		go p.spawner()
+	}
+	return p, nil
+}
+
+// spawner starts every worker from one goroutine locked to its OS thread
+// for the process's lifetime: the kernel sends Pdeathsig when the thread
+// that forked a child ends, not the process, and the Go runtime may retire
+// an idle thread. It never returns, even after Close: workers left running
+// on purpose (Close(false), for a new orchestrator to adopt) would die
+// with its thread.
+func (p *Process) spawner() {
+	runtime.LockOSThread() // never unlocked: the thread ends with the process
+	for f := range p.spawn {
+		f()
+	}
+}
+
+// startCmd starts cmd, from the spawner thread when workers die with us.
+func (p *Process) startCmd(cmd *exec.Cmd) error {
+	if p.spawn == nil {
+		return cmd.Start()
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	errc := make(chan error, 1)
+	p.spawn <- func() { errc <- cmd.Start() }
+	return <-errc
 }
 
 // Name is "process".
@@ -105,7 +142,7 @@ func (p *Process) Start(_ context.Context, id string) (Instance, error) {
 	// Ctrl-C in the terminal reaches the orchestrator only, which then
 	// stops its workers in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := p.startCmd(cmd); err != nil {
 		logf.Close()
 		return Instance{}, fmt.Errorf("start worker %s: %w", id, err)
 	}

@@ -43,6 +43,20 @@ type Reviver interface {
 	CanRevive(id string) bool
 }
 
+// Scheduler is implemented by runtimes whose scheduler, not the
+// orchestrator, creates, names, replaces and removes workers (Nomad: the
+// workers are the allocations of the job's worker group). The orchestrator
+// then never calls Start for a new worker: it says how many workers it
+// wants in total (one master plus the desired slaves) and reads the
+// workers the scheduler placed through List, under ids the runtime derives
+// from the scheduler's own (the allocation id). Scale is called on every
+// reconcile pass with the same n while nothing changes, so it must be
+// cheap and idempotent; a request the scheduler refuses for now (a
+// deployment in progress) is retried by the runtime, not dropped.
+type Scheduler interface {
+	Scale(ctx context.Context, n int) error
+}
+
 // Instance is a running worker as the runtime sees it.
 type Instance struct {
 	ID  string `json:"id"`

@@ -19,13 +19,16 @@ import (
 	"github.com/go-zookeeper/zk"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/nomadfake"
 	"github.com/rideshare-dbaas/rideshare/internal/testenv"
 	"github.com/rideshare-dbaas/rideshare/orchestrator"
 )
 
-// stack is a real DBaaS for one test: an in-process orchestrator with the
-// process runtime running the built worker binary, on the real RabbitMQ
-// and ZooKeeper, under names of its own.
+// stack is a real DBaaS for one test: an in-process orchestrator running
+// the built worker binary, on the real RabbitMQ and ZooKeeper, under names
+// of its own. Its runtime is the process runtime, or the nomad runtime
+// against the Nomad double (internal/nomadfake), which runs the same
+// workers as allocations of a fake job.
 type stack struct {
 	t       testing.TB
 	url     string
@@ -34,12 +37,25 @@ type stack struct {
 	bin     string
 	log     *slog.Logger
 	tweak   []func(*orchestrator.Options)
+	kind    string // runtimeProcess or runtimeNomad
 	rt      orchestrator.Runtime
+	nomad   *nomadfake.Server // the Nomad double (nomad runtime only)
 	cancel  context.CancelFunc
 	done    chan error
 }
 
+// The runtimes the stack tests run against.
+const (
+	runtimeProcess = "process"
+	runtimeNomad   = "nomad"
+)
+
 func mustStartStack(t testing.TB, tweak ...func(*orchestrator.Options)) *stack {
+	t.Helper()
+	return mustStartStackOn(t, runtimeProcess, tweak...)
+}
+
+func mustStartStackOn(t testing.TB, kind string, tweak ...func(*orchestrator.Options)) *stack {
 	t.Helper()
 	testenv.RequireServers(t)
 	bin := testenv.Bin(t, "worker")
@@ -50,11 +66,14 @@ func mustStartStack(t testing.TB, tweak ...func(*orchestrator.Options)) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
-	s := &stack{t: t, dataDir: dataDir, name: name, bin: bin, tweak: tweak,
+	s := &stack{t: t, dataDir: dataDir, name: name, bin: bin, tweak: tweak, kind: kind,
 		log: slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	s.startOrchestrator()
 	t.Cleanup(func() {
 		s.stopOrchestrator(false)
+		if s.nomad != nil {
+			s.nomad.Close() // the job's workers
+		}
 		cleanupBroker(t, s.prefix())
 		cleanupZK(t, s.root())
 		if t.Failed() {
@@ -74,20 +93,52 @@ func (s *stack) prefix() string { return s.name + "." }
 func (s *stack) startOrchestrator() {
 	t := s.t
 	t.Helper()
-	rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
-		Binary:  s.bin,
-		DataDir: filepath.Join(s.dataDir, "workers"),
-		Logger:  s.log,
-		Args: []string{"--amqp-url", testenv.AMQPURL(), "--zk-servers", strings.Join(testenv.ZKServers(), ","),
-			"--zk-root", s.root(), "--queue-prefix", s.prefix(), "--zk-timeout", "2s", "--log-level", "debug"},
-	})
+	args := []string{"--amqp-url", testenv.AMQPURL(), "--zk-servers", strings.Join(testenv.ZKServers(), ","),
+		"--zk-root", s.root(), "--queue-prefix", s.prefix(), "--zk-timeout", "2s", "--log-level", "debug"}
+	var (
+		rt  orchestrator.Runtime
+		err error
+	)
+	switch s.kind {
+	case runtimeNomad:
+		if s.nomad == nil {
+			// The worker job as jobs/worker.nomad.hcl has it: count 2
+			// (scaling min 2), the worker id and data directory from the
+			// allocation, restarts in place; a later orchestrator finds the
+			// same job.
+			s.nomad, err = nomadfake.Start(nomadfake.Options{
+				Command: s.bin, Dir: filepath.Join(s.dataDir, "workers"), Count: 2, Min: 2, Max: 10,
+				Args:         append(args, "--id", orchestrator.NomadWorkerIDArg, "--data-dir", "${NOMAD_ALLOC_DIR}/data"),
+				RestartDelay: time.Second, MinHealthyTime: 2 * time.Second, KillTimeout: 5 * time.Second,
+				Logger: s.log.With("subsystem", "nomad-double"),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		rt, err = orchestrator.NewNomad(orchestrator.NomadOptions{Address: s.nomad.URL(), Logger: s.log,
+			RetryInterval: 500 * time.Millisecond, WaitTime: 5 * time.Second})
+	default:
+		rt, err = orchestrator.NewProcess(orchestrator.ProcessOptions{
+			Binary:  s.bin,
+			DataDir: filepath.Join(s.dataDir, "workers"),
+			Logger:  s.log,
+			// Nothing this test starts outlives it, however it dies.
+			DieWithParent: true,
+			Args:          args,
+		})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := orchestrator.Options{
 		Listen: "127.0.0.1:0", AMQPURL: testenv.AMQPURL(), ZKServers: testenv.ZKServers(),
 		ZKRoot: s.root(), QueuePrefix: s.prefix(), Runtime: rt, Logger: s.log,
-		ZKTimeout: 2 * time.Second,
+		// The orchestrator's own session: long, so that a loaded machine
+		// does not make it reconnect (go-zookeeper v1.0.4 has a data race
+		// on reconnect that -race reports: go-zookeeper/zk#35, unfixed).
+		// Failure detection is the workers' sessions (2 s, their flags).
+		ZKTimeout: 8 * time.Second,
 	}
 	for _, f := range s.tweak {
 		f(&opts)
@@ -148,7 +199,7 @@ func cleanupBroker(t testing.TB, prefix string) {
 		return
 	}
 	n := mq.NewNames(prefix)
-	for _, q := range []string{n.WriteQ, n.ReadQ, n.RepairQ} {
+	for _, q := range []string{n.WriteQ, n.DeadQ, n.ReadQ, n.RepairQ} {
 		_, _ = ch.QueueDelete(q, false, false, false)
 	}
 	_ = ch.ExchangeDelete(n.SyncX, false, false)

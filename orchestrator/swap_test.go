@@ -41,9 +41,10 @@ func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 	testenv.RequireServers(t)
 	testSwap(t, func(o *orchestrator.Options, pluginDir, workersDir string) orchestrator.Runtime {
 		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
-			Binary:  testenv.Bin(t, "worker"),
-			DataDir: workersDir,
-			Logger:  o.Logger,
+			Binary:        testenv.Bin(t, "worker"),
+			DataDir:       workersDir,
+			Logger:        o.Logger,
+			DieWithParent: true,
 			Args: []string{"--amqp-url", o.AMQPURL, "--zk-servers", strings.Join(o.ZKServers, ","),
 				"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s",
 				"--log-level", "debug", "--plugin-dir", pluginDir},

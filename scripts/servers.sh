@@ -5,6 +5,7 @@
 #   scripts/servers.sh up       install if missing, start, wait until ready
 #   scripts/servers.sh down     stop both
 #   scripts/servers.sh status   say what answers (exit 1 unless both do)
+#   scripts/servers.sh packages install the packages only (make nomad runs the servers as jobs)
 #
 # State (configs, data, logs, pid files) lives outside the repo, in
 # $RIDESHARE_SERVERS_DIR (default /var/tmp/rideshare-servers), so every clone
@@ -230,7 +231,7 @@ status() {
   return "$rc"
 }
 
-usage() { echo "usage: $0 up|down|status" >&2; exit 2; }
+usage() { echo "usage: $0 up|down|status|packages" >&2; exit 2; }
 
 # lock: one up/down at a time (two terminals, make -j), held until exit.
 # The servers are started with fd 9 closed, or they would hold it for ever.
@@ -254,6 +255,7 @@ case "$1" in
     zk_up
     rmq_up
     ;;
+  packages) lock; ensure_packages ;; # install only (make nomad runs its own servers)
   down) lock; rmq_down; zk_down ;;
   status) status ;;
   *) usage ;;

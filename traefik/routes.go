@@ -1,7 +1,10 @@
 // Package traefik holds RideShare's load-balancer rule table (routes.tsv) and
-// reads it, so every consumer routes the same way: traefik/render.sh renders
-// the file-provider config for local runs from it, and Nomad jobspecs can take
-// their Traefik service tags from NomadTags.
+// is the one implementation of everything that carries routing, so every
+// consumer routes the same way: Render writes the file provider's config for
+// runs without Nomad (command traefik-render, behind traefik/render.sh), and
+// NomadTags gives the Traefik tags the Nomad jobspecs carry (a test in
+// jobs/ checks the committed files against it); container labels are the
+// same strings.
 //
 // The Traefik binary itself is obtained by scripts/traefik.sh (see README.md);
 // the tests in this package run it for real when it is there.
@@ -18,8 +21,8 @@ import (
 	"strings"
 )
 
-// Settings shared by every route's service. service.yml.tmpl says the same
-// (a test keeps the two in step).
+// Settings shared by every route's service, in the file provider's config
+// and the Nomad tags alike.
 const (
 	// EntryPoint is the static config's public entrypoint the routers attach to.
 	EntryPoint = "web"
@@ -54,7 +57,7 @@ var ErrNoRoutes = errors.New("rule table has no routes")
 // ParseRoutes reads a rule table: one route per line as TAB-separated name,
 // rule and priority; blank lines and lines starting with '#' are skipped.
 // Names must be unique lower-case identifiers, rules non-empty, priorities
-// positive. render.sh applies the same checks.
+// positive.
 func ParseRoutes(r io.Reader) ([]Route, error) {
 	var routes []Route
 	seen := map[string]bool{}
@@ -95,14 +98,14 @@ func ParseRoutes(r io.Reader) ([]Route, error) {
 	return routes, nil
 }
 
-// URLVar is the name of the variable render.sh reads this route's server
-// URL(s) from: "users" -> "USERS_URL".
+// URLVar is the name of the variable traefik-render reads this route's
+// server URL(s) from: "users" -> "USERS_URL".
 func (r Route) URLVar() string {
 	return strings.ToUpper(strings.ReplaceAll(r.Name, "-", "_")) + "_URL"
 }
 
 // NomadTags returns the Traefik tags for the Nomad service that backs this
-// route, equivalent to what render.sh writes for the file provider. The Nomad
+// route, equivalent to what Render writes for the file provider. The Nomad
 // provider does not check Nomad's health itself, hence Traefik's own check.
 func (r Route) NomadTags() []string {
 	router := "traefik.http.routers." + r.Name + "."

@@ -1,6 +1,7 @@
 package traefik
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,42 +143,19 @@ func TestRoute_NomadTags(t *testing.T) {
 	}
 }
 
-// The Go constants (used for Nomad tags) and the file-provider template must agree.
-func TestServiceTemplate_MatchesConstants(t *testing.T) {
-	b, err := os.ReadFile("service.yml.tmpl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
-		"path: " + HealthCheckPath, "interval: " + HealthCheckInterval,
-		"timeout: " + HealthCheckTimeout, "passHostHeader: true",
-	} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("service.yml.tmpl lacks %q", want)
-		}
-	}
-	b, err = os.ReadFile("router.yml.tmpl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), "entryPoints: ["+EntryPoint+"]") {
-		t.Errorf("router.yml.tmpl does not attach routers to entrypoint %q", EntryPoint)
-	}
-}
-
 var placeholder = regexp.MustCompile(`@[A-Z_]+@`)
 
-// mustRender runs render.sh into dir and returns the static config's path.
+// mustRender renders the config into dir (package traefik's Render, what
+// render.sh and traefik-render run) and returns the static config's path.
 func mustRender(t *testing.T, dir string, lbPort, apiPort int, usersURL, ridesURL string) string {
 	t.Helper()
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash not found: render.sh cannot run")
-	}
-	out, err := exec.Command("bash", "render.sh", strconv.Itoa(lbPort), strconv.Itoa(apiPort), usersURL, ridesURL, dir).CombinedOutput()
+	path, err := Render(dir, lbPort, apiPort, map[string][]string{
+		"users": strings.Split(usersURL, ","), "rides": strings.Split(ridesURL, ","),
+	})
 	if err != nil {
-		t.Fatalf("render.sh: %v\n%s", err, out)
+		t.Fatalf("Render: %v", err)
 	}
-	return strings.TrimSpace(string(out))
+	return path
 }
 
 func TestRender_WritesConfigFromTable(t *testing.T) {
@@ -218,7 +196,7 @@ func TestRender_WritesConfigFromTable(t *testing.T) {
 		}
 	}
 	for _, u := range []string{"9001", "9002", "9003"} {
-		if !strings.Contains(string(d), `- url: "http://127.0.0.1:`+u+`"`) {
+		if !strings.Contains(string(d), `- url: 'http://127.0.0.1:`+u+`'`) {
 			t.Errorf("routes.yml lacks server on port %s", u)
 		}
 	}
@@ -228,10 +206,59 @@ func TestRender_WritesConfigFromTable(t *testing.T) {
 }
 
 func TestRender_RejectsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	ok := map[string][]string{"users": {"http://a"}, "rides": {"http://b"}}
+	tests := []struct {
+		name    string
+		lb, api int
+		servers map[string][]string
+		want    string
+	}{
+		{"port zero", 0, 2, ok, "bad port"},
+		{"port too high", 1, 70000, ok, "bad port"},
+		{"same ports", 1, 1, ok, "must differ"},
+		{"not http", 1, 2, map[string][]string{"users": {"ftp://a"}, "rides": {"http://b"}}, "bad URL"},
+		{"quote in URL", 1, 2, map[string][]string{"users": {"http://a'b"}, "rides": {"http://b"}}, "bad URL"},
+		{"route without servers", 1, 2, map[string][]string{"users": {"http://a"}}, "RIDES_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Render(dir, tt.lb, tt.api, tt.servers)
+			if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrBadInput mentioning %q", err, tt.want)
+			}
+		})
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*", "*.yml")); len(files) > 0 {
+		t.Errorf("bad input wrote %v", files)
+	}
+}
+
+// render.sh is a thin wrapper over the traefik-render command: same
+// arguments, same output, the same refusals.
+func TestRenderScript_RunsTheGoCommand(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("bash not found")
 	}
+	if _, err := os.Stat(filepath.Join("..", "bin", "traefik-render")); err != nil && os.Getenv("RIDESHARE_BIN") == "" {
+		if os.Getenv("RIDESHARE_REQUIRE_SERVERS") != "" {
+			t.Fatal("bin/traefik-render is missing: run make build")
+		}
+		t.Skip("bin/traefik-render not built (make build); render.sh would build it")
+	}
 	dir := t.TempDir()
+	out, err := exec.Command("bash", "render.sh", "18080", "18081", "http://127.0.0.1:9001", "http://127.0.0.1:9002", dir).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != filepath.Join(dir, "traefik.yml") {
+		t.Fatalf("render.sh: %v: %s", err, out)
+	}
+	want, err := DynamicConfig(mustRoutes(t), map[string][]string{"users": {"http://127.0.0.1:9001"}, "rides": {"http://127.0.0.1:9002"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "dynamic", "routes.yml"))
+	if string(got) != string(want) {
+		t.Errorf("render.sh wrote\n%s\nwant\n%s", got, want)
+	}
 	for _, args := range [][]string{
 		{"x", "2", "http://a", "http://b", dir},
 		{"1", "1", "http://a", "http://b", dir},
@@ -240,6 +267,34 @@ func TestRender_RejectsBadInput(t *testing.T) {
 	} {
 		if out, err := exec.Command("bash", append([]string{"render.sh"}, args...)...).CombinedOutput(); err == nil {
 			t.Errorf("render.sh %q succeeded:\n%s", args, out)
+		}
+	}
+}
+
+// The file provider's services and the Nomad tags carry the same checks.
+func TestDynamicConfig_HealthCheckMatchesNomadTags(t *testing.T) {
+	routes := mustRoutes(t)
+	d, err := DynamicConfig(routes, map[string][]string{"users": {"http://a"}, "rides": {"http://b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"path: " + HealthCheckPath, "interval: " + HealthCheckInterval,
+		"timeout: " + HealthCheckTimeout, "passHostHeader: true", "entryPoints: [" + EntryPoint + "]"} {
+		if !strings.Contains(string(d), want) {
+			t.Errorf("dynamic config lacks %q", want)
+		}
+	}
+	for _, r := range routes {
+		tags := r.NomadTags()
+		for _, want := range []string{
+			"traefik.http.services." + r.Name + ".loadbalancer.healthcheck.path=" + HealthCheckPath,
+			"traefik.http.services." + r.Name + ".loadbalancer.healthcheck.interval=" + HealthCheckInterval,
+			"traefik.http.services." + r.Name + ".loadbalancer.healthcheck.timeout=" + HealthCheckTimeout,
+			"traefik.http.routers." + r.Name + ".entrypoints=" + EntryPoint,
+		} {
+			if !slices.Contains(tags, want) {
+				t.Errorf("%s tags lack %q", r.Name, want)
+			}
 		}
 	}
 }

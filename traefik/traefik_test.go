@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,45 +16,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rideshare-dbaas/rideshare/internal/testenv"
 )
 
-// traefikBinary returns the Traefik binary to run: $RIDESHARE_BIN/traefik, or
-// ../bin/traefik (the repo's bin/, where scripts/traefik.sh puts it).
-// Absent binary: skip, unless RIDESHARE_REQUIRE_TRAEFIK is set (CI): fail.
-func traefikBinary(t *testing.T) string {
-	t.Helper()
-	required := os.Getenv("RIDESHARE_REQUIRE_TRAEFIK") != ""
-	dir := os.Getenv("RIDESHARE_BIN")
-	if dir == "" {
-		dir = filepath.Join("..", "bin")
-	}
-	bin, err := filepath.Abs(filepath.Join(dir, "traefik"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(bin)
-	if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		msg := fmt.Sprintf("no Traefik binary at %s: run scripts/traefik.sh (or set RIDESHARE_BIN to the directory holding traefik)", bin)
-		if required {
-			t.Fatal(msg + "; failing because RIDESHARE_REQUIRE_TRAEFIK is set")
-		}
-		t.Skip(msg)
-	}
-	if testing.Short() && !required {
-		t.Skip("-short: skipping the Traefik integration test")
-	}
-	return bin
-}
+func traefikBinary(t *testing.T) string { return testenv.Traefik(t) }
 
-func mustFreePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func mustFreePort(t *testing.T) int { return testenv.FreePort(t) }
 
 // backend is a stand-in for a service: /healthz answers 200 while healthy
 // (503 otherwise), every other path echoes "<name> <path> host=<Host>".

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,7 +34,7 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if ferr := w.checkFence(epoch); errors.Is(ferr, ErrFenced) {
+		if ferr := w.checkFence(ctx, epoch); errors.Is(ferr, ErrFenced) {
 			return ferr
 		}
 		if attempt == 10 {
@@ -43,7 +42,17 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		}
 		log.Warn("promotion: barrier not seen yet; trying again", "err", err)
 	}
+	// Entries this worker holds may be missing from other slaves (it got
+	// some through a repair from the old master, which may never have
+	// confirmed them): until proven otherwise, only what every slave has
+	// applied counts as confirmed, and the first ack republishes the rest.
+	w.dropPending("promoted to master")
 	st := w.store.Load()
+	// A master's commits are acknowledged: each one fsyncs.
+	if err := st.SetDurable(ctx, true); err != nil {
+		return err
+	}
+	w.resetConfirmed(ctx, st)
 	b, err := st.Begin(ctx)
 	if err != nil {
 		return err
@@ -58,16 +67,19 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 		return err
 	}
 	entries = append(entries, migs...)
-	// Fence check before the commit, as for every write batch.
-	if err := w.checkFence(epoch); err != nil {
+	// Fence check before the commit, as for every write batch; a
+	// ZooKeeper that does not answer is waited for, not taken for a lost
+	// election.
+	if err := w.holdUntilMaster(ctx, epoch); err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	if err := w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
-		// Slaves will see a gap at the next batch and repair it from our log.
-		log.Warn("promotion: publishing the epoch entry failed; slaves will repair", "err", err)
+	if err := w.confirmUpTo(ctx, epoch, entries); err != nil {
+		// Nothing is acknowledged above an unconfirmed entry: the first
+		// write batch publishes these again before it acks (confirmUpTo).
+		log.Warn("promotion: publishing the epoch entry failed; the first write batch republishes it", "err", err)
 	}
 	w.mu.Lock()
 	w.role = wire.RoleMaster
@@ -75,6 +87,10 @@ func (w *Worker) promote(ctx context.Context, epoch uint64) error {
 	w.masterEpoch = epoch
 	w.promoting = false
 	w.mu.Unlock()
+	// The record named this worker in the check before the commit above,
+	// and the watch has not reported otherwise since (it resets this
+	// when it does).
+	w.watchEpoch.Store(epoch)
 	w.changed()
 	seq, _ := st.Applied()
 	log.Info("promoted to master", "seq", seq, "took", time.Since(start).Round(time.Millisecond))
@@ -98,7 +114,7 @@ func (w *Worker) drainSync(ctx context.Context, timeout time.Duration) error {
 		w.barrier, w.barrierSeen = "", nil
 		w.mu.Unlock()
 	}()
-	if err := w.publishSync(ctx, wire.SyncBatch{Epoch: ep, Barrier: id}); err != nil {
+	if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: ep, Barrier: id}); err != nil {
 		return err
 	}
 	select {
@@ -148,13 +164,13 @@ func (w *Worker) migrateNow(ctx context.Context, epoch uint64) error {
 	if err != nil || len(entries) == 0 {
 		return err
 	}
-	if err := w.checkFence(epoch); err != nil {
+	if err := w.checkFence(ctx, epoch); err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	return w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries})
+	return w.confirmUpTo(ctx, epoch, entries)
 }
 
 // migrate applies the handlers' migrations this database lacks, as admin
@@ -176,12 +192,17 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 						return fmt.Errorf("migration %s v%d: %w", info.Name, m.Version, err)
 					}
 				}
-				_, err := db.Exec(ctx, `INSERT INTO _migrations (handler, version) VALUES (?, ?)`, info.Name, int64(m.Version))
-				return err
+				return nil
 			})
 			if err != nil {
 				return nil, err
 			}
+			mark, err := b.ExecRecorded(ctx, `INSERT INTO _migrations (handler, version) VALUES (?, ?)`,
+				wire.Value{V: info.Name}, wire.Value{V: int64(m.Version)})
+			if err != nil {
+				return nil, fmt.Errorf("record migration %s v%d: %w", info.Name, m.Version, err)
+			}
+			stmts = append(stmts, mark)
 			e := b.Next(wire.KindAdmin, epoch)
 			e.Stmts = stmts
 			if err := b.Append(ctx, e); err != nil {
@@ -194,19 +215,105 @@ func (w *Worker) migrate(ctx context.Context, b *Batch, epoch uint64) ([]wire.En
 	return out, nil
 }
 
+// confirmUpTo publishes on the sync stream every entry of this master's
+// log that is not confirmed yet, up to the store's applied sequence number,
+// and returns once the broker confirmed them all. fresh holds entries just
+// committed: they are published as they are; anything between the
+// confirmed watermark and them (left by a publish that failed, or unknown
+// to other slaves after a promotion) is read back from _log and published
+// first, so every slave's queue gets the log in order.
+//
+// This is the rule that makes a reply of 200 mean "in every slave's
+// queue": a batch is acked only after confirmUpTo returned, and the
+// watermark only moves over a contiguous confirmed range.
+func (w *Worker) confirmUpTo(ctx context.Context, epoch uint64, fresh []wire.Entry) error {
+	w.confirmMu.Lock()
+	defer w.confirmMu.Unlock()
+	st := w.store.Load()
+	applied, _ := st.Applied()
+	for len(fresh) > 0 && fresh[0].Seq <= w.confirmed {
+		fresh = fresh[1:]
+	}
+	gapEnd := applied
+	if len(fresh) > 0 {
+		gapEnd = fresh[0].Seq - 1
+	}
+	for w.confirmed < gapEnd {
+		entries, ok, err := st.LogFrom(ctx, w.confirmed+1, 500)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// The log no longer reaches back that far: a slave that far
+			// behind gets a snapshot when it asks (it is told the log is
+			// truncated), and until then it is below what the orchestrator
+			// has acknowledged, so it is not elected.
+			oldest, err := st.OldestLogged(ctx)
+			if err != nil {
+				return err
+			}
+			w.log.Warn("republishing: the log no longer reaches the confirmed watermark",
+				"confirmed", w.confirmed, "oldest_logged", oldest)
+			w.confirmed = oldest - 1
+			continue
+		}
+		for len(entries) > 0 && entries[len(entries)-1].Seq > gapEnd {
+			entries = entries[:len(entries)-1]
+		}
+		if len(entries) == 0 {
+			return fmt.Errorf("republishing: entry %d is missing from the log", w.confirmed+1)
+		}
+		w.log.Info("republishing entries missing from the sync stream",
+			"from", entries[0].Seq, "to", entries[len(entries)-1].Seq)
+		if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
+			return err
+		}
+		w.confirmed = entries[len(entries)-1].Seq
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	if err := w.syncOut.PublishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: fresh}); err != nil {
+		return err
+	}
+	w.confirmed = fresh[len(fresh)-1].Seq
+	return nil
+}
+
+// resetConfirmed sets the confirmed watermark of a master taking office to
+// what every other live slave has applied, as ZooKeeper last heard (a
+// slave's real position is never lower), or to the store's own position
+// when there is no other slave.
+func (w *Worker) resetConfirmed(ctx context.Context, st *Store) {
+	applied, _ := st.Applied()
+	low, ok, err := w.coord.SlavesApplied(ctx, w.opts.ID)
+	for wait := 100 * time.Millisecond; err != nil && wait < 5*time.Second && ctx.Err() == nil; wait *= 2 {
+		w.log.Warn("cannot read the slaves' positions yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		low, ok, err = w.coord.SlavesApplied(ctx, w.opts.ID)
+	}
+	w.confirmMu.Lock()
+	defer w.confirmMu.Unlock()
+	switch {
+	case err != nil:
+		w.log.Warn("cannot read the slaves' positions; republishing from the oldest logged entry", "err", err)
+		w.confirmed = 0
+	case !ok:
+		w.confirmed = applied
+	default:
+		w.confirmed = min(low, applied)
+	}
+}
+
 // checkFence reads the master record and fails unless it still names this
 // worker with epoch. It runs before every commit. While ZooKeeper is
 // unreachable it fails too, so a master cut off from ZooKeeper commits
 // nothing.
-func (w *Worker) checkFence(epoch uint64) error {
-	if !w.zks.HasSession() {
-		return errors.New("no zookeeper session")
-	}
-	// sync first: a ZooKeeper follower may serve an old value.
-	if _, err := w.zks.Conn.Sync(wire.MasterPath(w.opts.ZKRoot)); err != nil {
-		return fmt.Errorf("zookeeper sync: %w", err)
-	}
-	rec, ok, err := w.readMaster()
+func (w *Worker) checkFence(ctx context.Context, epoch uint64) error {
+	rec, ok, err := w.coord.MasterRecord(ctx)
 	if err != nil {
 		return err
 	}
@@ -217,7 +324,7 @@ func (w *Worker) checkFence(epoch uint64) error {
 }
 
 // runMaster consumes writeQ and group-commits what it receives.
-func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies Replier) error {
 	w.mu.Lock()
 	epoch := w.masterEpoch
 	w.mu.Unlock()
@@ -234,175 +341,48 @@ func (w *Worker) runMaster(ctx context.Context, conn *amqp.Connection, replies *
 		return fmt.Errorf("consume %s: %w", w.names.WriteQ, err)
 	}
 	w.log.Info("consuming writes", "queue", w.names.WriteQ, "epoch", epoch)
-	for {
-		var batch []amqp.Delivery
-		select {
-		case <-ctx.Done():
-			return nil
-		case d, ok := <-deliveries:
-			if !ok {
-				return errors.New("write consumer closed")
-			}
-			batch = append(batch, d)
-		}
-		// Group commit: take whatever else has already arrived. amqp091
-		// hands deliveries over one at a time through an unbuffered channel
-		// from its own goroutine, so an empty receive may only mean that
-		// goroutine has not run yet: yield a few times before calling the
-		// batch complete.
-		for idle := 0; idle < 3 && len(batch) < w.opts.BatchMax; {
-			select {
-			case d, ok := <-deliveries:
-				if !ok {
-					idle = 3
-					break
-				}
-				batch = append(batch, d)
-				idle = 0
-			default:
-				idle++
-				runtime.Gosched()
-			}
-		}
-		if err := w.commitBatch(ctx, epoch, ch, replies, batch); err != nil {
-			return err
-		}
-	}
+	return w.masterLoop(ctx, epoch, deliveries, replies)
 }
 
-func (w *Worker) commitBatch(ctx context.Context, epoch uint64, ch *amqp.Channel, replies *publisher, batch []amqp.Delivery) error {
-	last := batch[len(batch)-1].DeliveryTag
-	start := time.Now()
-	// Hold the batch until the fence check passes: while ZooKeeper is
-	// unreachable we cannot know whether we are still master.
-	for {
-		err := w.checkFence(epoch)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, ErrFenced) {
-			_ = ch.Nack(last, true, true)
-			return err
-		}
-		w.log.Warn("cannot confirm mastership; holding writes", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(100 * time.Millisecond):
+// errPoison marks a batch that failed while it applied or committed its
+// writes (as opposed to publishing them or checking the fence): a write in
+// it may be what fails, so its writes are redone one by one.
+var errPoison = errors.New("batch failed while applying its writes")
+
+// deliveryCount is how many times the broker delivered d before (quorum
+// queues count in the x-delivery-count header).
+func deliveryCount(d amqp.Delivery) int {
+	if v, ok := d.Headers["x-delivery-count"]; ok {
+		if n, err := toInt64(v); err == nil {
+			return int(n)
 		}
 	}
-	st := w.store.Load()
-	b, err := st.Begin(ctx)
-	if err != nil {
-		_ = ch.Nack(last, true, true)
-		return err
+	if d.Redelivered {
+		return 1
 	}
-	defer b.Rollback()
-	out := make([]*wire.Reply, len(batch))
-	var entries []wire.Entry
-	for i, d := range batch {
-		r, e, err := w.applyWrite(ctx, b, epoch, d)
-		if err != nil {
-			_ = ch.Nack(last, true, true)
-			return err
-		}
-		out[i] = r
-		if e != nil {
-			entries = append(entries, *e)
-		}
-	}
-	if err := b.Commit(ctx); err != nil {
-		_ = ch.Nack(last, true, true)
-		return err
-	}
-	committed := time.Now()
-	if len(entries) > 0 {
-		if err := w.publishSync(ctx, wire.SyncBatch{Epoch: epoch, Entries: entries}); err != nil {
-			// Committed but not confirmed on the sync stream: do not ack.
-			// The writes are redelivered and answered from _writes; slaves
-			// repair the gap from our log.
-			return fmt.Errorf("publish sync: %w", err)
-		}
-	}
-	// Check again now that the entries are on the sync stream: if we are
-	// still named, any new master's barrier comes after them, so it has
-	// them; if not, it may not, and the writes must be redone by it.
-	if err := w.checkFence(epoch); err != nil {
-		_ = ch.Nack(last, true, true)
-		if errors.Is(err, ErrFenced) {
-			return err
-		}
-		return fmt.Errorf("fence check after commit: %w", err)
-	}
-	if err := ch.Ack(last, true); err != nil {
-		return fmt.Errorf("ack: %w", err)
-	}
-	for i, d := range batch {
-		w.reply(ctx, replies, d, mustJSON(out[i]))
-	}
-	w.log.Debug("batch committed", "writes", len(batch), "seq", b.Seq(),
-		"commit", committed.Sub(start), "total", time.Since(start))
-	return nil
+	return 0
 }
 
-// applyWrite runs one write in its own savepoint. It returns the reply and
-// the log entry (nil when nothing is to be logged: a malformed request, a
-// duplicate, or a handler failure, which may succeed when retried).
-func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, d amqp.Delivery) (*wire.Reply, *wire.Entry, error) {
-	var req wire.WriteRequest
-	if d.Type != wire.TypeWrite {
-		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown message type %q", d.Type), Worker: w.opts.ID}, nil, nil
+// fenceBeforeCommit is the check before a commit. It only spares work:
+// the check after the confirm is what keeps a deposed master from
+// acknowledging. So it reads the local view the master-record watch keeps
+// (no round trip), and asks ZooKeeper only when that view is unknown (the
+// session was lost, or the watch has not reported since the promotion).
+func (w *Worker) fenceBeforeCommit(ctx context.Context, epoch uint64) error {
+	if w.deposed.Load() {
+		return ErrFenced
 	}
-	if err := json.Unmarshal(d.Body, &req); err != nil || req.ID == "" || req.Op == "" {
-		return &wire.Reply{Status: 400, Error: "malformed write request", Worker: w.opts.ID}, nil, nil
-	}
-	if r, ok, err := b.Lookup(ctx, req.ID); err != nil {
-		return nil, nil, err
-	} else if ok {
-		return r, nil, nil // exactly once: a redelivered write gets its first reply
-	}
-	op, ok := w.reg.Lookup(req.Op)
-	if !ok || op.Kind != pluginapi.Write {
-		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown write operation %q", req.Op), Worker: w.opts.ID}, nil, nil
-	}
-	var result json.RawMessage
-	stmts, err := b.Savepoint(ctx, func(db pluginapi.DB) error {
-		octx, cancel := context.WithTimeout(ctx, w.opts.OpTimeout)
-		defer cancel()
-		res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
-		if err != nil {
-			return err
-		}
-		if !json.Valid(res) {
-			return fmt.Errorf("handler returned invalid JSON")
-		}
-		result = res
+	if w.watchEpoch.Load() == epoch {
 		return nil
-	})
-	reply := &wire.Reply{Status: 200, Result: result, Worker: w.opts.ID}
-	if errors.Is(err, errTxLost) {
-		return nil, nil, err // the batch is gone: nack it all and retry
 	}
-	if err != nil {
-		if pe, ok := pluginapi.AsError(err); ok {
-			reply = refusal(pe, w.opts.ID)
-			stmts = nil
-		} else {
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
-			}
-			w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
-			return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}, nil, nil
-		}
-	}
-	next := b.Next(wire.KindWrite, epoch)
-	e := &next
-	e.WriteID, e.Stmts, e.Reply = req.ID, stmts, reply
-	reply.Seq = e.Seq
-	if err := b.Append(ctx, *e); err != nil {
-		return nil, nil, err
-	}
-	return reply, e, nil
+	return w.checkFence(ctx, epoch)
+}
+
+// fenceAfterConfirm is the linearizable check made after the batches'
+// entries are confirmed on the sync stream, once for every batch
+// confirmed before it (the finisher drains every waiting batch first).
+func (w *Worker) fenceAfterConfirm(ctx context.Context, epoch uint64) error {
+	return w.checkFence(ctx, epoch)
 }
 
 func refusal(pe *pluginapi.Error, worker string) *wire.Reply {
@@ -417,7 +397,7 @@ func refusal(pe *pluginapi.Error, worker string) *wire.Reply {
 }
 
 // runRepairServer answers slaves' requests for log ranges and snapshots.
-func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
+func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, replies Replier) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open repair channel: %w", err)
@@ -435,7 +415,7 @@ func (w *Worker) runRepairServer(ctx context.Context, conn *amqp.Connection, rep
 			if !ok {
 				return errors.New("repair consumer closed")
 			}
-			w.reply(ctx, replies, d, mustJSON(w.serveRepair(ctx, d)))
+			replies.Reply(ctx, d, mustJSON(w.serveRepair(ctx, d)))
 		}
 	}
 }

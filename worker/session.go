@@ -2,14 +2,12 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 )
 
@@ -50,18 +48,26 @@ func (p *publisher) publish(ctx context.Context, exchange, key string, msg amqp.
 	return nil
 }
 
-func (w *Worker) reply(ctx context.Context, pub *publisher, d amqp.Delivery, body []byte) {
+// replier is the Replier of one AMQP session's reply channel.
+type replier struct {
+	pub *publisher
+	log *slog.Logger
+}
+
+var _ Replier = replier{}
+
+func (r replier) Reply(ctx context.Context, d amqp.Delivery, body []byte) {
 	if d.ReplyTo == "" {
 		return
 	}
-	err := pub.publish(ctx, "", d.ReplyTo, amqp.Publishing{
+	err := r.pub.publish(ctx, "", d.ReplyTo, amqp.Publishing{
 		ContentType:   "application/json",
 		Type:          wire.TypeReply,
 		CorrelationId: d.CorrelationId,
 		Body:          body,
 	})
 	if err != nil {
-		w.log.Warn("reply failed", "err", err)
+		r.log.Warn("reply failed", "err", err)
 	}
 }
 
@@ -69,34 +75,6 @@ func (w *Worker) setSyncPub(p *publisher) {
 	w.mu.Lock()
 	w.syncPub = p
 	w.mu.Unlock()
-}
-
-// publishSync publishes a batch on the sync fanout and waits for the
-// broker's confirm (which for a fanout means it reached every bound queue).
-func (w *Worker) publishSync(ctx context.Context, b wire.SyncBatch) error {
-	body, err := json.Marshal(b)
-	if err != nil {
-		return fmt.Errorf("encode sync batch: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, w.opts.PublishTimeout)
-	defer cancel()
-	for {
-		w.mu.Lock()
-		p := w.syncPub
-		w.mu.Unlock()
-		if p != nil {
-			return p.publish(ctx, w.names.SyncX, "", amqp.Publishing{
-				ContentType: "application/json",
-				Type:        wire.TypeSync,
-				Body:        body,
-			})
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("publish sync: %w", mq.ErrUnavailable)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // session runs on one AMQP connection: it declares the topology, binds this
@@ -136,7 +114,7 @@ func (w *Worker) session(ctx context.Context, conn *amqp.Connection) error {
 		return err
 	}
 	defer rch.Close()
-	replies := &publisher{ch: rch}
+	replies := replier{pub: &publisher{ch: rch}, log: w.log}
 
 	// Our own sync queue: exclusive, so it dies with this connection. What
 	// is published while we are disconnected is a gap we repair from the
@@ -200,7 +178,7 @@ func (w *Worker) session(ctx context.Context, conn *amqp.Connection) error {
 		role, state, promoting := w.roleState()
 		rctx, rcancel := context.WithCancel(ctx)
 		var rwg sync.WaitGroup
-		start := func(name string, f func(context.Context, *amqp.Connection, *publisher) error) {
+		start := func(name string, f func(context.Context, *amqp.Connection, Replier) error) {
 			rwg.Add(1)
 			go func() {
 				defer rwg.Done()

@@ -10,13 +10,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
-	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
-
-// HeaderDeadline carries a read's deadline (Unix milliseconds).
-const HeaderDeadline = "x-deadline-ms"
 
 // runApplier applies the sync stream. It is the only writer of a slave's
 // database, so entries are applied strictly one after another.
@@ -86,34 +81,23 @@ func (w *Worker) handleSync(ctx context.Context, d amqp.Delivery) error {
 	return w.applyStream(ctx, b.Entries)
 }
 
+// maxPending bounds the entries a slave keeps beyond a gap; past it, the
+// later ones come again through the repair (or a snapshot).
+const maxPending = 20000
+
 // applyStream applies entries that continue the store's sequence, skips
-// duplicates and entries of deposed masters, repairs gaps, and resyncs from
-// a snapshot when it finds that it holds an entry the current master does
-// not (divergence after a failover).
+// duplicates and entries of deposed masters, and resyncs from a snapshot
+// when it finds that it holds an entry the current master does not
+// (divergence after a failover). Entries beyond a gap are kept (pending),
+// never dropped: the gap is repaired from the master's log, or closed by
+// the master republishing what it could not confirm, whichever comes
+// first, and the kept entries are applied then.
 func (w *Worker) applyStream(ctx context.Context, entries []wire.Entry) error {
 	st := w.store.Load()
 	seq, epoch := st.Applied()
-	var next []wire.Entry
-	flush := func() error {
-		if len(next) == 0 {
-			return nil
-		}
-		err := st.ApplyEntries(ctx, next)
-		next = nil
-		seq, epoch = st.Applied()
-		if errors.Is(err, ErrDiverged) {
-			w.log.Warn("diverged from the master's log; resyncing from a snapshot", "err", err)
-			return w.resync(ctx)
-		}
-		return err
-	}
 	for _, e := range entries {
-		top := seq + uint64(len(next))
 		switch {
-		case e.Seq <= top:
-			if e.Seq > seq {
-				continue // already queued in next
-			}
+		case e.Seq <= seq:
 			ep, found, err := st.EntryEpoch(ctx, e.Seq)
 			if err != nil {
 				return err
@@ -125,24 +109,106 @@ func (w *Worker) applyStream(ctx context.Context, entries []wire.Entry) error {
 		case e.Epoch < epoch:
 			// From a deposed master: never applied.
 			w.log.Warn("ignoring entry of a deposed master", "seq", e.Seq, "epoch", e.Epoch, "current", epoch)
-		case e.Seq == top+1:
-			next = append(next, e)
 		default:
-			if err := flush(); err != nil {
-				return err
-			}
-			w.log.Info("gap in the sync stream; repairing", "have", seq, "got", e.Seq)
-			if err := w.repairFrom(ctx, seq+1); err != nil {
-				return err
-			}
-			st = w.store.Load()
-			seq, epoch = st.Applied()
-			if e.Seq == seq+1 && e.Epoch >= epoch {
-				next = append(next, e)
-			}
+			w.addPending(e)
 		}
 	}
-	return flush()
+	if err := w.applyPending(ctx); err != nil {
+		return err
+	}
+	held, lowest := w.pendingStats()
+	if held == 0 {
+		return nil
+	}
+	seq, _ = w.store.Load().Applied()
+	w.log.Info("gap in the sync stream; repairing", "have", seq, "next_held", lowest, "held", held)
+	if err := w.repairFrom(ctx, seq+1); err != nil {
+		return fmt.Errorf("gap after %d (keeping %d later entries until it closes): %w", seq, held, err)
+	}
+	return w.applyPending(ctx)
+}
+
+// addPending keeps e until the entries before it are applied. Of two
+// entries for one sequence number, the later epoch's wins: the older one
+// is a deposed master's unconfirmed entry.
+func (w *Worker) addPending(e wire.Entry) {
+	w.pendingMu.Lock()
+	defer w.pendingMu.Unlock()
+	if w.pending == nil {
+		w.pending = map[uint64]wire.Entry{}
+	}
+	if old, ok := w.pending[e.Seq]; ok && old.Epoch >= e.Epoch {
+		return
+	}
+	if len(w.pending) >= maxPending {
+		return
+	}
+	w.pending[e.Seq] = e
+}
+
+func (w *Worker) pendingStats() (held int, lowest uint64) {
+	w.pendingMu.Lock()
+	defer w.pendingMu.Unlock()
+	for s := range w.pending {
+		if lowest == 0 || s < lowest {
+			lowest = s
+		}
+	}
+	return len(w.pending), lowest
+}
+
+// applyPending applies the kept entries that continue the store's log, in
+// runs of one transaction each, and forgets those the store has passed.
+func (w *Worker) applyPending(ctx context.Context) error {
+	for {
+		st := w.store.Load()
+		seq, epoch := st.Applied()
+		w.pendingMu.Lock()
+		var run []wire.Entry
+		for s := range w.pending {
+			if s <= seq {
+				delete(w.pending, s)
+			}
+		}
+		for k := seq + 1; len(run) < 1000; k++ {
+			e, ok := w.pending[k]
+			if !ok {
+				break
+			}
+			if e.Epoch < epoch {
+				delete(w.pending, k) // a deposed master's
+				break
+			}
+			run = append(run, e)
+			epoch = e.Epoch
+		}
+		w.pendingMu.Unlock()
+		if len(run) == 0 {
+			return nil
+		}
+		err := st.ApplyEntries(ctx, run)
+		if errors.Is(err, ErrDiverged) {
+			w.log.Warn("diverged from the master's log; resyncing from a snapshot", "err", err)
+			return w.resync(ctx)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// dropPending forgets the entries kept beyond a gap: a worker promoted to
+// master has drained the stream (the barrier), so what it could not place
+// was never acknowledged (a master acks nothing above an unconfirmed
+// entry) and its own log is the reference from now on.
+func (w *Worker) dropPending(why string) {
+	w.pendingMu.Lock()
+	n := len(w.pending)
+	w.pending = nil
+	w.pendingMu.Unlock()
+	if n > 0 {
+		w.log.Warn("dropping entries held beyond a gap", "entries", n, "why", why)
+	}
 }
 
 // repairToMaster asks the master for everything after what this slave
@@ -151,6 +217,9 @@ func (w *Worker) applyStream(ctx context.Context, entries []wire.Entry) error {
 func (w *Worker) repairToMaster(ctx context.Context) error {
 	seq, _ := w.store.Load().Applied()
 	if err := w.repairFrom(ctx, seq+1); err != nil {
+		return err
+	}
+	if err := w.applyPending(ctx); err != nil {
 		return err
 	}
 	if w.catchingUp.CompareAndSwap(true, false) {
@@ -198,22 +267,11 @@ func (w *Worker) repairFrom(ctx context.Context, from uint64) error {
 }
 
 func (w *Worker) callRepair(ctx context.Context, req wire.RepairRequest, timeout time.Duration, out *wire.RepairReply) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-w.promoted:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	d, err := w.caller.Call(ctx, mq.Message{Key: w.names.RepairQ, Type: wire.TypeRepair, Body: mustJSON(req)})
+	r, err := w.repairs.Repair(ctx, req, timeout)
 	if err != nil {
-		return fmt.Errorf("repair call: %w", err)
+		return err
 	}
-	if err := json.Unmarshal(d.Body, out); err != nil {
-		return fmt.Errorf("decode repair reply: %w", err)
-	}
+	*out = r
 	if out.Error != "" {
 		return fmt.Errorf("master: %s", out.Error)
 	}
@@ -290,6 +348,10 @@ func (w *Worker) install(snapshot []byte) error {
 	if err != nil {
 		return err
 	}
+	if err := st.SetDurable(context.Background(), false); err != nil {
+		st.Close()
+		return err
+	}
 	w.store.Store(st)
 	return nil
 }
@@ -308,112 +370,6 @@ func writeFileSync(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-// runReads consumes readQ, one unacked read at a time, so RabbitMQ spreads
-// reads round-robin over the slaves. A read is acked after its reply is
-// published; a slave that dies mid-read leaves it unacked, and RabbitMQ
-// gives it to another slave.
-func (w *Worker) runReads(ctx context.Context, conn *amqp.Connection, replies *publisher) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open read channel: %w", err)
-	}
-	defer ch.Close()
-	if err := ch.Qos(1, 0, false); err != nil {
-		return fmt.Errorf("qos: %w", err)
-	}
-	deliveries, err := ch.Consume(w.names.ReadQ, "read-"+w.opts.ID, false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", w.names.ReadQ, err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case d, ok := <-deliveries:
-			if !ok {
-				return errors.New("read consumer closed")
-			}
-			r := w.serveRead(ctx, d)
-			if r == nil { // stopping: let another slave answer
-				_ = ch.Nack(d.DeliveryTag, false, true)
-				return nil
-			}
-			// A read taken is answered even if we are stopping meanwhile
-			// (scale-in): it must not be dropped.
-			w.reply(context.WithoutCancel(ctx), replies, d, mustJSON(r))
-			if err := ch.Ack(d.DeliveryTag, false); err != nil {
-				return fmt.Errorf("ack read: %w", err)
-			}
-		}
-	}
-}
-
-func (w *Worker) serveRead(ctx context.Context, d amqp.Delivery) *wire.Reply {
-	var req wire.ReadRequest
-	if d.Type != wire.TypeRead || json.Unmarshal(d.Body, &req) != nil || req.Op == "" {
-		return &wire.Reply{Status: 400, Error: "malformed read request", Worker: w.opts.ID}
-	}
-	op, ok := w.reg.Lookup(req.Op)
-	if !ok || op.Kind != pluginapi.Read {
-		return &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown read operation %q", req.Op), Worker: w.opts.ID}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	if v, ok := d.Headers[HeaderDeadline]; ok {
-		if ms, err := toInt64(v); err == nil {
-			deadline = time.UnixMilli(ms)
-		}
-	}
-	rctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	if seq, _ := w.store.Load().Applied(); seq < req.MinSeq {
-		// The write is committed on the master; normally it is in flight
-		// on our sync queue. If it does not show up soon, ask the master.
-		nudge := time.AfterFunc(150*time.Millisecond, func() { signalChan(w.kick) })
-		err := w.store.Load().WaitApplied(rctx, req.MinSeq)
-		nudge.Stop()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			seq, _ := w.store.Load().Applied()
-			return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
-		}
-	}
-	w.readMu.RLock()
-	defer w.readMu.RUnlock()
-	st := w.store.Load()
-	seq, _ := st.Applied()
-	if seq < req.MinSeq {
-		// A snapshot was installed meanwhile and it is older than the read.
-		return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
-	}
-	// From here the read runs to its end even if the worker is stopping:
-	// only its own deadline bounds it.
-	ectx, ecancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	defer ecancel()
-	db, done, err := st.Reader(ectx)
-	if err != nil {
-		return &wire.Reply{Status: 503, Error: err.Error(), Worker: w.opts.ID}
-	}
-	defer done()
-	octx, ocancel := context.WithTimeout(ectx, w.opts.OpTimeout)
-	defer ocancel()
-	res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
-	if err != nil {
-		if pe, ok := pluginapi.AsError(err); ok {
-			r := refusal(pe, w.opts.ID)
-			r.Seq = seq
-			return r
-		}
-		w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
-		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}
-	}
-	if !json.Valid(res) {
-		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.HandlerName, req.Op), Handler: op.HandlerName, Worker: w.opts.ID}
-	}
-	return &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID}
 }
 
 func toInt64(v any) (int64, error) {

@@ -30,9 +30,13 @@ import (
 // INTO.
 type Store struct {
 	path string
-	w    *sql.DB
-	r    *sql.DB
-	snap *sql.DB
+	w    *sql.DB // the one writer connection
+	r    *sql.DB // the worker's own reads
+	hr   *sql.DB // reads lent to handlers
+	snap *sql.DB // VACUUM INTO
+
+	wguard *guard // the writer's, switched on around handler statements
+	hguard *guard // the handler readers', always on
 
 	// KeepLog and KeepWrites bound _log and _writes; older rows are pruned.
 	KeepLog    uint64
@@ -65,34 +69,42 @@ func dsn(path string, extra string) string {
 
 // OpenStore opens (creating if needed) the database at path.
 func OpenStore(path string) (*Store, error) {
-	w, err := sql.Open("sqlite", dsn(path, "&_txlock=immediate"))
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	w.SetMaxOpenConns(1)
-	w.SetConnMaxIdleTime(0)
-	if _, err := w.Exec(schemaMeta); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("init %s: %w", path, err)
-	}
-	r, err := sql.Open("sqlite", dsn(path, "&_pragma=query_only(1)"))
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open readers %s: %w", path, err)
-	}
-	r.SetMaxOpenConns(4)
-	snap, err := sql.Open("sqlite", dsn(path, ""))
-	if err != nil {
-		w.Close()
-		r.Close()
-		return nil, fmt.Errorf("open snapshot conn %s: %w", path, err)
-	}
-	snap.SetMaxOpenConns(1)
-	s := &Store{path: path, w: w, r: r, snap: snap, KeepLog: 20000, KeepWrites: 200000, advanced: make(chan struct{})}
-	seq, ep, err := readMeta(context.Background(), w)
-	if err != nil {
+	wguard, wparam := newGuard(false)
+	hguard, hparam := newGuard(true)
+	s := &Store{path: path, wguard: wguard, hguard: hguard, KeepLog: 20000, KeepWrites: 200000, advanced: make(chan struct{})}
+	fail := func(err error) (*Store, error) {
 		s.Close()
 		return nil, err
+	}
+	var err error
+	// The writer: one connection, BEGIN IMMEDIATE, handler statements
+	// guarded (sqlguard.go).
+	if s.w, err = sql.Open(driverName, dsn(path, "&_txlock=immediate"+wparam)); err != nil {
+		return fail(fmt.Errorf("open %s: %w", path, err))
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetConnMaxIdleTime(0)
+	if _, err := s.w.Exec(schemaMeta); err != nil {
+		return fail(fmt.Errorf("init %s: %w", path, err))
+	}
+	// Readers for the worker's own bookkeeping reads (the log, repairs).
+	if s.r, err = sql.Open(driverName, dsn(path, "&_pragma=query_only(1)")); err != nil {
+		return fail(fmt.Errorf("open readers %s: %w", path, err))
+	}
+	s.r.SetMaxOpenConns(4)
+	// Readers lent to handlers: connections that cannot write (query_only)
+	// and whose every statement is guarded.
+	if s.hr, err = sql.Open(driverName, dsn(path, "&_pragma=query_only(1)"+hparam)); err != nil {
+		return fail(fmt.Errorf("open handler readers %s: %w", path, err))
+	}
+	s.hr.SetMaxOpenConns(8)
+	if s.snap, err = sql.Open(driverName, dsn(path, "")); err != nil {
+		return fail(fmt.Errorf("open snapshot conn %s: %w", path, err))
+	}
+	s.snap.SetMaxOpenConns(1)
+	seq, ep, err := readMeta(context.Background(), s.w)
+	if err != nil {
+		return fail(err)
 	}
 	s.applied.Store(seq)
 	s.epoch.Store(ep)
@@ -111,7 +123,34 @@ func readMeta(ctx context.Context, q interface {
 
 // Close closes every connection.
 func (s *Store) Close() error {
-	return errors.Join(s.w.Close(), s.r.Close(), s.snap.Close())
+	var errs []error
+	for _, db := range []*sql.DB{s.w, s.r, s.hr, s.snap} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	s.wguard.release()
+	s.hguard.release()
+	return errors.Join(errs...)
+}
+
+// SetDurable chooses what a commit waits for: with durable (the DSN's
+// synchronous=FULL, a master's setting) every commit fsyncs the WAL; without
+// (synchronous=NORMAL, a slave's) commits fsync only at checkpoints. Either
+// survives a kill -9 of the process (the WAL is in the OS's cache); only a
+// crash of the whole machine can take a slave's last commits, which it then
+// repairs from the master like any gap.
+func (s *Store) SetDurable(ctx context.Context, durable bool) error {
+	mode := "NORMAL"
+	if durable {
+		mode = "FULL"
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if _, err := s.w.ExecContext(ctx, `PRAGMA synchronous = `+mode); err != nil {
+		return fmt.Errorf("synchronous=%s: %w", mode, err)
+	}
+	return nil
 }
 
 // Applied returns the sequence number and epoch of the last applied entry.
@@ -190,6 +229,19 @@ func (s *Store) LogFrom(ctx context.Context, from uint64, limit int) (entries []
 	return entries, true, rows.Err()
 }
 
+// OldestLogged returns the sequence number of the oldest entry still in
+// _log (applied+1 when the log is empty).
+func (s *Store) OldestLogged(ctx context.Context) (uint64, error) {
+	var oldest sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT min(seq) FROM _log`).Scan(&oldest); err != nil {
+		return 0, fmt.Errorf("read _log: %w", err)
+	}
+	if !oldest.Valid {
+		return s.applied.Load() + 1, nil
+	}
+	return uint64(oldest.Int64), nil
+}
+
 // Snapshot writes a consistent copy of the database to dst with VACUUM
 // INTO (a read transaction: writers are not blocked, and the copy holds
 // exactly the data of the sequence number it records) and returns that
@@ -199,7 +251,7 @@ func (s *Store) Snapshot(ctx context.Context, dst string) (uint64, error) {
 	if _, err := s.snap.ExecContext(ctx, `VACUUM INTO '`+strings.ReplaceAll(dst, "'", "''")+`'`); err != nil {
 		return 0, fmt.Errorf("vacuum into %s: %w", dst, err)
 	}
-	db, err := sql.Open("sqlite", "file:"+dst+"?mode=ro")
+	db, err := sql.Open(driverName, "file:"+dst+"?mode=ro")
 	if err != nil {
 		return 0, fmt.Errorf("open snapshot: %w", err)
 	}
@@ -211,17 +263,24 @@ func (s *Store) Snapshot(ctx context.Context, dst string) (uint64, error) {
 // Reader returns a read-only DB for one handler call and a function to end
 // it. Reads see one consistent snapshot (a read transaction).
 func (s *Store) Reader(ctx context.Context) (pluginapi.DB, func(), error) {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.hr.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("begin read: %w", err)
 	}
-	return &txDB{tx: tx, readOnly: true}, func() { _ = tx.Rollback() }, nil
+	return &txDB{tx: tx, readOnly: true, pool: s.hguard}, func() { _ = tx.Rollback() }, nil
 }
 
 // ErrDiverged means a replicated entry does not continue this store's log:
 // its PrevEpoch differs from the epoch of the store's last entry, so the
 // store holds an entry the master's log does not. The replica must resync.
 var ErrDiverged = errors.New("replica diverged from the master's log")
+
+// isAuthError reports whether err is SQLite's SQLITE_AUTH (23): the
+// authorizer refused the statement.
+func isAuthError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "(23)") || strings.Contains(msg, "not authorized")
+}
 
 // errTxLost means SQLite abandoned the write transaction under us (a
 // savepoint could not be rolled back): the whole batch must be retried.
@@ -307,26 +366,44 @@ func (b *Batch) Lookup(ctx context.Context, id string) (*wire.Reply, bool, error
 }
 
 // Savepoint runs fn inside a savepoint: if fn returns an error, everything
-// it executed is rolled back and the batch stays usable.
+// it executed is rolled back and the batch stays usable. fn's statements
+// pass the guard (sqlguard.go); those that write are recorded and
+// returned. A write statement that failed makes the operation fail (its
+// partial effects, with ON CONFLICT FAIL, cannot be known), and a
+// savepoint that cannot be opened, released or rolled back makes the
+// whole batch lost (errTxLost): the caller rolls it back and redoes it.
 func (b *Batch) Savepoint(ctx context.Context, fn func(db pluginapi.DB) error) ([]wire.Stmt, error) {
 	if _, err := b.tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
-		return nil, fmt.Errorf("savepoint: %w", err)
+		return nil, fmt.Errorf("%w: savepoint: %v", errTxLost, err)
 	}
 	// The handler's statements run with a context that is never cancelled:
 	// SQLite answers an interrupt (a cancelled statement) by rolling back
 	// the whole transaction, which would take the rest of the group commit
 	// with it. A handler's deadline bounds the handler, not SQLite.
-	db := &txDB{tx: b.tx, record: true, ctx: context.WithoutCancel(ctx)}
-	if err := fn(db); err != nil {
+	db := &txDB{tx: b.tx, record: true, guard: b.s.wguard, ctx: context.WithoutCancel(ctx)}
+	err := fn(db)
+	if err == nil && db.tainted != nil {
+		err = fmt.Errorf("a write statement of the operation failed, so none of its changes are kept: %w", db.tainted)
+	}
+	if err != nil {
 		if _, rerr := b.tx.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO op; RELEASE op`); rerr != nil {
 			return nil, fmt.Errorf("%w: rollback to savepoint: %v (after: %v)", errTxLost, rerr, err)
 		}
 		return nil, err
 	}
-	if _, err := b.tx.ExecContext(ctx, `RELEASE op`); err != nil {
-		return nil, fmt.Errorf("release savepoint: %w", err)
+	if _, err := b.tx.ExecContext(context.WithoutCancel(ctx), `RELEASE op`); err != nil {
+		return nil, fmt.Errorf("%w: release savepoint: %v", errTxLost, err)
 	}
 	return db.stmts, nil
+}
+
+// ExecRecorded runs one of the worker's own statements in the batch (not
+// guarded) and returns it for the log.
+func (b *Batch) ExecRecorded(ctx context.Context, query string, args ...wire.Value) (wire.Stmt, error) {
+	if _, err := b.tx.ExecContext(ctx, query, wire.Args(args)...); err != nil {
+		return wire.Stmt{}, err
+	}
+	return wire.Stmt{SQL: query, Args: args}, nil
 }
 
 // Append records e (whose statements the caller already executed in this
@@ -398,13 +475,17 @@ func (b *Batch) Rollback() {
 }
 
 // txDB is the pluginapi.DB a handler gets: it runs statements in the
-// worker's transaction and, for writes, records them for replication.
+// worker's transaction, through the guard, and, for writes, records those
+// that change the database for replication, whichever call carried them.
 type txDB struct {
 	tx       *sql.Tx
 	readOnly bool
 	record   bool
+	guard    *guard          // the writer's guard (nil: the pool's own, always on)
+	pool     *guard          // a handler reader pool's guard, for its reasons
 	ctx      context.Context // if set, used instead of the caller's (see Savepoint)
 	stmts    []wire.Stmt
+	tainted  error // a write statement failed
 }
 
 func (d *txDB) context(ctx context.Context) context.Context {
@@ -416,24 +497,64 @@ func (d *txDB) context(ctx context.Context) context.Context {
 
 var _ pluginapi.DB = (*txDB)(nil)
 
-func (d *txDB) Exec(ctx context.Context, query string, args ...any) (pluginapi.ExecResult, error) {
-	if d.readOnly {
-		return pluginapi.ExecResult{}, errors.New("exec in a read operation: reads cannot change data")
+// run checks query, runs it through f with the guard on, and records it
+// when it wrote.
+func (d *txDB) run(query string, args []any, f func(args []any) error) error {
+	if err := checkStatement(query); err != nil {
+		return err
 	}
 	vals := make([]wire.Value, len(args))
 	for i, a := range args {
 		v, err := wire.NewValue(a)
 		if err != nil {
-			return pluginapi.ExecResult{}, fmt.Errorf("argument %d: %w", i+1, err)
+			return fmt.Errorf("argument %d: %w", i+1, err)
 		}
 		vals[i] = v
 	}
-	res, err := d.tx.ExecContext(d.context(ctx), query, wire.Args(vals)...)
+	if d.guard != nil {
+		d.guard.begin()
+	}
+	err := f(wire.Args(vals))
+	wrote, refused := false, ""
+	if d.guard != nil {
+		wrote, refused = d.guard.end()
+	}
+	if refused != "" {
+		return fmt.Errorf("%w: %s", ErrStatementRefused, refused)
+	}
+	if err != nil && isAuthError(err) {
+		// A handler reader's guard is shared by its pool: its last reason
+		// is this statement's but for a race with another refusal.
+		if d.pool != nil {
+			if why := d.pool.why.Load(); why != nil {
+				return fmt.Errorf("%w: %s", ErrStatementRefused, *why)
+			}
+		}
+		return fmt.Errorf("%w: %v", ErrStatementRefused, err)
+	}
+	if err != nil {
+		if wrote {
+			d.tainted = err
+		}
+		return err
+	}
+	if wrote && d.record {
+		d.stmts = append(d.stmts, wire.Stmt{SQL: query, Args: vals})
+	}
+	return nil
+}
+
+func (d *txDB) Exec(ctx context.Context, query string, args ...any) (pluginapi.ExecResult, error) {
+	if d.readOnly {
+		return pluginapi.ExecResult{}, errors.New("exec in a read operation: reads cannot change data")
+	}
+	var res sql.Result
+	err := d.run(query, args, func(a []any) (err error) {
+		res, err = d.tx.ExecContext(d.context(ctx), query, a...)
+		return err
+	})
 	if err != nil {
 		return pluginapi.ExecResult{}, err
-	}
-	if d.record {
-		d.stmts = append(d.stmts, wire.Stmt{SQL: query, Args: vals})
 	}
 	id, _ := res.LastInsertId()
 	n, _ := res.RowsAffected()
@@ -441,9 +562,16 @@ func (d *txDB) Exec(ctx context.Context, query string, args ...any) (pluginapi.E
 }
 
 func (d *txDB) Query(ctx context.Context, query string, args ...any) (pluginapi.Rows, error) {
-	rows, err := d.tx.QueryContext(d.context(ctx), query, args...)
-	if err != nil {
-		return pluginapi.Rows{}, err
-	}
-	return pluginapi.ScanRows(rows)
+	var out pluginapi.Rows
+	err := d.run(query, args, func(a []any) error {
+		rows, err := d.tx.QueryContext(d.context(ctx), query, a...)
+		if err != nil {
+			return err
+		}
+		// Reading every row runs the statement to its end (a RETURNING
+		// write is complete only then).
+		out, err = pluginapi.ScanRows(rows)
+		return err
+	})
+	return out, err
 }

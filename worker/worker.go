@@ -45,9 +45,19 @@ type Options struct {
 	QueuePrefix    string
 	Registry       Registry // resolves operations to handlers
 	Logger         *slog.Logger
-	OpTimeout      time.Duration // per handler call
-	BatchMax       int           // most writes in one group commit
-	PublishTimeout time.Duration // sync publish confirm deadline
+	OpTimeout      time.Duration // per read handler call
+	WriteOpTimeout time.Duration // per write handler call (it holds the write transaction)
+	// BatchBudget is how long the handlers of one group commit may run
+	// before the rest of the batch waits for the next one (a hung handler
+	// delays the writes behind it by at most this).
+	BatchBudget time.Duration
+	BatchMax    int // most writes in one group commit
+	// ReadConcurrency is how many read deliveries a slave serves at once.
+	ReadConcurrency int
+	PublishTimeout  time.Duration // sync publish confirm deadline
+	// DeliveryLimit is how many deliveries a write that keeps failing gets
+	// before it is answered with an error and dead-lettered.
+	DeliveryLimit int
 }
 
 func (o *Options) defaults() {
@@ -59,6 +69,18 @@ func (o *Options) defaults() {
 	}
 	if o.OpTimeout == 0 {
 		o.OpTimeout = 5 * time.Second
+	}
+	if o.WriteOpTimeout == 0 {
+		o.WriteOpTimeout = time.Second
+	}
+	if o.BatchBudget == 0 {
+		o.BatchBudget = 2 * time.Second
+	}
+	if o.DeliveryLimit == 0 {
+		o.DeliveryLimit = mq.DeliveryLimit
+	}
+	if o.ReadConcurrency == 0 {
+		o.ReadConcurrency = 8
 	}
 	if o.BatchMax == 0 {
 		o.BatchMax = 128
@@ -88,10 +110,15 @@ type Worker struct {
 	sessions   atomic.Int32
 	zks        *zkutil.Session
 	caller     *mq.Caller
-	syncIn     chan amqp091Delivery
-	kick       chan struct{} // ask the applier to repair now
-	fatal      chan error
-	fatalOne   sync.Once
+	// The replication logic's view of ZooKeeper and RabbitMQ (ports.go);
+	// Run wires the real ones unless a test set them first.
+	coord    Coordinator
+	syncOut  SyncPublisher
+	repairs  RepairClient
+	syncIn   chan amqp091Delivery
+	kick     chan struct{} // ask the applier to repair now
+	fatal    chan error
+	fatalOne sync.Once
 
 	mu          sync.Mutex
 	role        string // wire.RoleSlave or wire.RoleMaster
@@ -106,6 +133,30 @@ type Worker struct {
 	barrier     string
 	barrierSeen chan struct{}
 	syncPub     *publisher // set while an AMQP session is up
+
+	// confirmed is the master's watermark: every entry up to it is
+	// confirmed on the sync stream (confirmUpTo). confirmMu serialises
+	// every publish of log entries, so the watermark only moves over
+	// contiguous ranges.
+	confirmMu sync.Mutex
+	confirmed uint64
+
+	// watchEpoch is the epoch the master-record watch last saw naming this
+	// worker in the current session (0: unknown), deposed whether it saw
+	// another master named: the local view fenceBeforeCommit reads.
+	watchEpoch atomic.Uint64
+	deposed    atomic.Bool
+
+	// faults injects failures in tests (nil in production).
+	faults struct {
+		apply func(writeID string) error // applying this write fails
+	}
+
+	// pending holds entries a slave received beyond a gap it could not
+	// repair yet (the master is unreachable, or gone): they are applied as
+	// soon as the gap closes, instead of being dropped.
+	pendingMu sync.Mutex
+	pending   map[uint64]wire.Entry
 }
 
 // New prepares a worker; Run starts it.
@@ -130,6 +181,8 @@ func New(opts Options) (*Worker, error) {
 		promoted:    make(chan struct{}),
 	}
 	w.caller = mq.NewCaller(w.log.With("subsystem", "rpc"))
+	w.syncOut = amqpSync{w}
+	w.repairs = mqRepair{w}
 	return w, nil
 }
 
@@ -166,6 +219,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.zks = zks
+	if w.coord == nil {
+		w.coord = &zkCoordinator{zks: zks, root: w.opts.ZKRoot}
+	}
 	defer zks.Close()
 	if err := zks.WaitSession(ctx, w.opts.ZKServers); err != nil {
 		return nil // stopped before ZooKeeper answered
@@ -187,6 +243,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	needSnapshot := exists && rec.ID != w.opts.ID
 	if !needSnapshot {
 		w.setState(wire.StateReady)
+	}
+	// Every worker starts as a slave, whose commits need not fsync (a
+	// promotion makes them durable again).
+	if err := st.SetDurable(ctx, false); err != nil {
+		return err
 	}
 	if exists {
 		w.noteEpoch(rec.Epoch)
@@ -257,18 +318,7 @@ func signalChan(c chan struct{}) {
 }
 
 func (w *Worker) readMaster() (wire.MasterRecord, bool, error) {
-	data, _, err := w.zks.Conn.Get(wire.MasterPath(w.opts.ZKRoot))
-	if errors.Is(err, zk.ErrNoNode) {
-		return wire.MasterRecord{}, false, nil
-	}
-	if err != nil {
-		return wire.MasterRecord{}, false, fmt.Errorf("read master record: %w", err)
-	}
-	var rec wire.MasterRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return wire.MasterRecord{}, false, fmt.Errorf("decode master record: %w", err)
-	}
-	return rec, true, nil
+	return readMasterRecord(w.zks.Conn, w.opts.ZKRoot)
 }
 
 func (w *Worker) info() wire.WorkerInfo {
@@ -295,6 +345,7 @@ func (w *Worker) runZK(ctx context.Context) error {
 	defer tick.Stop()
 	for ctx.Err() == nil {
 		if !w.zks.HasSession() {
+			w.watchEpoch.Store(0)
 			if role, _, _ := w.roleState(); role == wire.RoleMaster {
 				// Curator's rule: while disconnected a master must act as if it
 				// might no longer be master. The write loop checks the record
@@ -411,10 +462,13 @@ func (w *Worker) onMasterRecord(ctx context.Context, rec wire.MasterRecord) erro
 	w.masterID = rec.ID
 	role, state, myEpoch, promoting := w.role, w.state, w.masterEpoch, w.promoting
 	w.mu.Unlock()
+	w.watchEpoch.Store(0)
 	switch {
 	case role == wire.RoleMaster && rec.ID == w.opts.ID && rec.Epoch == myEpoch:
+		w.watchEpoch.Store(myEpoch)
 		return nil
 	case role == wire.RoleMaster:
+		w.deposed.Store(true)
 		return ErrFenced // any other record: someone else's term
 	case rec.ID == w.opts.ID && rec.Epoch > myEpoch && !promoting && state != wire.StateReady:
 		// Named while loading a snapshot (our znode was stale): we do not

@@ -81,6 +81,11 @@ type Options struct {
 
 	Clients  int           // default 16
 	Duration time.Duration // the load and fault phase (default 3 m)
+	// Stretch lets the load go on past Duration until every planned fault
+	// was made and recovered from (up to 3× Duration), instead of skipping
+	// the faults that did not fit: on a loaded machine the run then still
+	// does all it must, and a run that cannot is a failure.
+	Stretch bool
 	// MasterKills and SlaveKills are how many crash/master and crash/slave
 	// calls the run makes (default 20 each). A run that could not make them
 	// all fails.
@@ -196,6 +201,7 @@ func Short(o *Options) {
 	o.MasterKills, o.SlaveKills = 4, 4
 	o.RabbitRestart = RabbitNone
 	o.ZKExpiry = ExpireBoth
+	o.Stretch = true
 }
 
 // Chaos is one chaos run.
@@ -254,7 +260,7 @@ func (c *Chaos) Run(ctx context.Context) (*Report, error) {
 	c.log.Info("chaos run starting", "run", c.runID, "url", st.url, "clients", o.Clients, "duration", o.Duration,
 		"master_kills", o.MasterKills, "slave_kills", o.SlaveKills, "rabbit_restart", o.RabbitRestart, "zk_expiry", o.ZKExpiry, "seed", o.Seed)
 	start := time.Now()
-	loadCtx, stopLoad := context.WithTimeout(ctx, o.Duration)
+	loadCtx, stopLoad := context.WithTimeout(ctx, o.loadLimit())
 	defer stopLoad()
 	load := newLoad(c, api, rec)
 	loadDone := make(chan struct{})
@@ -268,6 +274,26 @@ func (c *Chaos) Run(ctx context.Context) (*Report, error) {
 		inj.run(loadCtx, start)
 		close(injDone)
 	}()
+	if o.Stretch {
+		// The load stops at Duration, or, when faults remain, once the
+		// last was made and a little load ran after its recovery.
+		go func() {
+			select {
+			case <-loadCtx.Done():
+				return
+			case <-time.After(o.Duration):
+			}
+			select {
+			case <-loadCtx.Done():
+			case <-injDone:
+				select {
+				case <-loadCtx.Done():
+				case <-time.After(2 * time.Second):
+				}
+			}
+			stopLoad()
+		}()
+	}
 	// The stack's orchestrator dying is fatal to the run.
 	select {
 	case <-loadCtx.Done():
@@ -286,6 +312,14 @@ func (c *Chaos) Run(ctx context.Context) (*Report, error) {
 	rep.fill(rec, inj, fin)
 	failed = false
 	return rep, nil
+}
+
+// loadLimit is the longest the load may run.
+func (o *Options) loadLimit() time.Duration {
+	if o.Stretch {
+		return 3 * o.Duration
+	}
+	return o.Duration
 }
 
 // tempDataDir makes a directory for an own stack.

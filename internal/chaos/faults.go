@@ -111,7 +111,7 @@ func (in *injector) window(start time.Time) (from, until time.Time) {
 func (in *injector) run(ctx context.Context, start time.Time) {
 	in.planned = in.plan()
 	from, until := in.window(start)
-	loadEnd := start.Add(in.c.opts.Duration)
+	loadEnd := start.Add(in.c.opts.loadLimit())
 	if !sleepUntil(ctx, from) {
 		in.skipped = in.planned
 		return

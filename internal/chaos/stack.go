@@ -113,6 +113,9 @@ func (c *Chaos) startOrchestrator(s *stack) error {
 		"--scale-window", o.ScaleWindow.String(),
 		"--min-slaves", fmt.Sprint(o.MinSlaves),
 		"--max-slaves", fmt.Sprint(o.MaxSlaves),
+		// The chain of Pdeathsig: this run → its orchestrator → the
+		// workers → their plugins. Nothing outlives a run, however it dies.
+		"--workers-die-with-orchestrator",
 	}
 	if o.Runtime == "docker" {
 		// Its containers carry the run's name (rideshare.stack label).
@@ -126,8 +129,8 @@ func (c *Chaos) startOrchestrator(s *stack) error {
 	}
 	cmd := exec.Command(o.OrchestratorBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Pdeathsig: the orchestrator (and, through its own Pdeathsig, its
-	// workers) dies with this run even if the run is SIGKILLed.
+	// Pdeathsig: the orchestrator (and, through the Pdeathsig it sets on
+	// them, its workers) dies with this run even if the run is SIGKILLed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -225,7 +228,7 @@ func deleteQueues(url, prefix string) error {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	n := mq.NewNames(prefix)
-	for _, q := range []string{n.WriteQ, n.ReadQ, n.RepairQ} {
+	for _, q := range []string{n.WriteQ, n.DeadQ, n.ReadQ, n.RepairQ} {
 		_, _ = ch.QueueDelete(q, false, false, false)
 	}
 	_ = ch.ExchangeDelete(n.SyncX, false, false)

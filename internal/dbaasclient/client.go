@@ -215,14 +215,28 @@ func (c *Client) Read(ctx context.Context, op string, params any, minSeq uint64)
 }
 
 // Clear empties every table (POST /api/v1/db/clear) and returns the clear's
-// sequence number. Like a write it is resent after a transport error or 503.
+// sequence number. Like a write it is resent after a transport error or
+// 503, with one idempotency id for all its attempts: a clear applied twice
+// would erase the writes made in between.
 func (c *Client) Clear(ctx context.Context) (uint64, error) {
 	ctx, cancel := c.withDeadline(ctx)
 	defer cancel()
+	id, err := newID()
+	if err != nil {
+		return 0, err
+	}
+	body, err := json.Marshal(clearRequest{ID: id})
+	if err != nil {
+		return 0, fmt.Errorf("dbaas clear: %w", err)
+	}
 	_, seq, err := c.retry(ctx, call{kindClear, "clear"}, func() (reply, error) {
-		return c.post(ctx, "/api/v1/db/clear", []byte("{}"), "")
+		return c.post(ctx, "/api/v1/db/clear", body, id)
 	})
 	return seq, err
+}
+
+type clearRequest struct {
+	ID string `json:"id"`
 }
 
 func (c *Client) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {

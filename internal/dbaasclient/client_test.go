@@ -365,6 +365,18 @@ func TestClear(t *testing.T) {
 	if err != nil || seq != 77 || c.Seq() != 77 || calls != 2 {
 		t.Fatalf("seq=%d err=%v Seq()=%d calls=%d", seq, err, c.Seq(), calls)
 	}
+	// Both attempts carried one idempotency id (a clear run twice would
+	// erase the writes made between the two); the next clear gets another.
+	reqs := f.requests()
+	if reqs[0].ID == "" || reqs[0].ID != reqs[1].ID {
+		t.Fatalf("the retry of one clear carried ids %q and %q", reqs[0].ID, reqs[1].ID)
+	}
+	if _, err := c.Clear(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if reqs = f.requests(); reqs[2].ID == reqs[0].ID {
+		t.Fatalf("two clears carried the same id %q", reqs[0].ID)
+	}
 }
 
 func TestDefaultTimeout(t *testing.T) {

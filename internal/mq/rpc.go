@@ -24,6 +24,10 @@ type Message struct {
 	// time (per-message TTL).
 	Expiration time.Duration
 	Headers    amqp.Table
+	// NoConfirm does not wait for the broker's confirm before waiting for
+	// the reply: for requests whose reply (or deadline) is all that
+	// matters and that are never resent after one (reads).
+	NoConfirm bool
 }
 
 // Caller sends requests and waits for replies on an exclusive reply queue,
@@ -229,6 +233,9 @@ func (s *callerSession) publish(ctx context.Context, corr string, m Message) err
 	s.pubMu.Unlock()
 	if err != nil {
 		return err
+	}
+	if m.NoConfirm {
+		return nil
 	}
 	// WaitContext, never Wait: Wait has been seen to hang (amqp091-go#182).
 	ok, err := dc.WaitContext(pctx)

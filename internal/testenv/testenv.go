@@ -68,6 +68,17 @@ func RequireServers(t testing.TB) {
 	}
 }
 
+// Missing reports that something an integration test needs is not there:
+// it skips the test, or fails it under `make test` (RIDESHARE_REQUIRE_SERVERS),
+// where everything must be.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	if required() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
 // Bin returns the path of a built binary (RIDESHARE_BIN or <repo>/bin),
 // skipping or failing like RequireServers when it is missing.
 func Bin(t testing.TB, name string) string {
@@ -86,6 +97,47 @@ func Bin(t testing.TB, name string) string {
 		t.Skip(msg)
 	}
 	return p
+}
+
+// Traefik returns the Traefik binary ($RIDESHARE_BIN/traefik or the repo's
+// bin/traefik, where `make traefik` puts it). When it is missing the test
+// skips, or fails under RIDESHARE_REQUIRE_TRAEFIK (make test); -short skips
+// unless that is set.
+func Traefik(t testing.TB) string {
+	t.Helper()
+	required := os.Getenv("RIDESHARE_REQUIRE_TRAEFIK") != ""
+	dir := os.Getenv("RIDESHARE_BIN")
+	if dir == "" {
+		_, file, _, _ := runtime.Caller(0)
+		dir = filepath.Join(filepath.Dir(file), "..", "..", "bin")
+	}
+	bin, err := filepath.Abs(filepath.Join(dir, "traefik"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		msg := "no Traefik binary at " + bin + ": run `make traefik` (or set RIDESHARE_BIN to the directory holding traefik)"
+		if required {
+			t.Fatal(msg + "; failing because RIDESHARE_REQUIRE_TRAEFIK is set")
+		}
+		t.Skip(msg)
+	}
+	if testing.Short() && !required {
+		t.Skip("-short: skipping a test that runs Traefik")
+	}
+	return bin
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 var nonWord = regexp.MustCompile(`[^a-zA-Z0-9]+`)

@@ -17,6 +17,9 @@ import (
 const (
 	TypeWrite    = "write.v1"
 	TypeRead     = "read.v1"
+	TypeWrites   = "writes.v2" // a WriteBatch, answered with a ReplyBatch
+	TypeReads    = "reads.v2"  // a ReadBatch, answered with a ReplyBatch
+	TypeReplies  = "replies.v2"
 	TypeReply    = "reply.v1"
 	TypeSync     = "sync.v1"
 	TypeRepair   = "repair.v1"
@@ -36,6 +39,26 @@ type ReadRequest struct {
 	Op     string          `json:"op"`
 	Params json.RawMessage `json:"params,omitempty"`
 	MinSeq uint64          `json:"min_seq,omitempty"`
+}
+
+// WriteBatch is several writes in one message: the orchestrator gathers
+// the writes that arrive while earlier ones are in flight, so that under
+// load one message (one publish, one quorum-queue append, one delivery,
+// one ack, one reply) carries many. Each write keeps its own id: exactly
+// once holds per write.
+type WriteBatch struct {
+	Writes []WriteRequest `json:"writes"`
+}
+
+// ReadBatch is several reads in one message, answered by one slave.
+type ReadBatch struct {
+	Reads []ReadRequest `json:"reads"`
+}
+
+// ReplyBatch answers a WriteBatch or a ReadBatch: one reply per request,
+// in order.
+type ReplyBatch struct {
+	Replies []Reply `json:"replies"`
 }
 
 // Reply is a worker's answer to a read or a write. Status is an HTTP status

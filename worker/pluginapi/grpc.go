@@ -151,6 +151,63 @@ func (c *GRPCClient) Execute(ctx context.Context, op string, params json.RawMess
 	}
 }
 
+var _ Planner = (*GRPCClient)(nil)
+
+// Plan implements Planner with one call to the plugin for all calls. A
+// plugin built before plans existed answers Unimplemented: everything is
+// interactive then. A transport failure fails every call of the batch.
+func (c *GRPCClient) Plan(ctx context.Context, calls []Call) []PlanResult {
+	out := make([]PlanResult, len(calls))
+	fail := func(err error) []PlanResult {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	req := &pluginpb.PlanRequest{Calls: make([]*pluginpb.PlanCall, len(calls))}
+	for i, cl := range calls {
+		req.Calls[i] = &pluginpb.PlanCall{Op: cl.Op, Params: cl.Params}
+	}
+	resp, err := c.client.Plan(ctx, req)
+	if status.Code(err) == codes.Unimplemented {
+		return fail(ErrInteractive)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if len(resp.Outcomes) != len(calls) {
+		return fail(fmt.Errorf("%w: %d plans for %d calls", ErrInvalidResult, len(resp.Outcomes), len(calls)))
+	}
+	for i, o := range resp.Outcomes {
+		switch x := o.Outcome.(type) {
+		case *pluginpb.PlanOutcome_Plan:
+			p, err := planFromProto(x.Plan)
+			if err == nil {
+				err = p.Check()
+			}
+			if err != nil {
+				out[i].Err = fmt.Errorf("%w: plan of %s: %v", ErrInvalidResult, calls[i].Op, err)
+				continue
+			}
+			out[i].Plan = p
+		case *pluginpb.PlanOutcome_Refusal:
+			switch code := Code(x.Refusal.Code); code {
+			case CodeInvalid, CodeNotFound, CodeConflict:
+				out[i].Err = &Error{Code: code, Message: x.Refusal.Message}
+			default:
+				out[i].Err = fmt.Errorf("%w: %s refused with unknown code %q", ErrInvalidResult, calls[i].Op, x.Refusal.Code)
+			}
+		case *pluginpb.PlanOutcome_Failure:
+			out[i].Err = &RemoteError{Message: x.Failure}
+		case *pluginpb.PlanOutcome_Interactive:
+			out[i].Err = ErrInteractive
+		default:
+			out[i].Err = fmt.Errorf("%w: %s answered no plan outcome", ErrInvalidResult, calls[i].Op)
+		}
+	}
+	return out
+}
+
 func truncate(b []byte, n int) string {
 	if len(b) > n {
 		return string(b[:n]) + "..."
@@ -328,6 +385,118 @@ func (s *GRPCServer) Execute(ctx context.Context, req *pluginpb.ExecuteRequest) 
 		res = json.RawMessage("null")
 	}
 	return &pluginpb.ExecuteResponse{Outcome: &pluginpb.ExecuteResponse_Result{Result: res}}, nil
+}
+
+// planMargin is how long before the host's deadline the plugin side
+// answers the calls that are done, failing those still planning: a hung
+// planner fails its own call, not the batch.
+const planMargin = 100 * time.Millisecond
+
+// Plan implements pluginpb.HandlerServer. Each call is planned on its
+// own goroutine, so one that hangs fails alone at the deadline.
+func (s *GRPCServer) Plan(ctx context.Context, req *pluginpb.PlanRequest) (*pluginpb.PlanResponse, error) {
+	pl, ok := s.Impl.(Planner)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "handler has no plans")
+	}
+	pctx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithDeadline(ctx, dl.Add(-planMargin))
+		defer cancel()
+	}
+	results := make([]chan PlanResult, len(req.Calls))
+	for i, c := range req.Calls {
+		results[i] = make(chan PlanResult, 1)
+		go func() {
+			r := pl.Plan(pctx, []Call{{Op: c.Op, Params: c.Params}})
+			if len(r) != 1 {
+				r = []PlanResult{{Err: fmt.Errorf("planner answered %d results for 1 call", len(r))}}
+			}
+			results[i] <- r[0]
+		}()
+	}
+	resp := &pluginpb.PlanResponse{Outcomes: make([]*pluginpb.PlanOutcome, len(req.Calls))}
+	for i, c := range req.Calls {
+		var r PlanResult
+		select {
+		case r = <-results[i]:
+		case <-pctx.Done():
+			r.Err = fmt.Errorf("plan of %s did not come before the deadline", c.Op)
+		}
+		resp.Outcomes[i] = planOutcome(r)
+	}
+	return resp, nil
+}
+
+func planOutcome(r PlanResult) *pluginpb.PlanOutcome {
+	switch {
+	case r.Err == nil && r.Plan != nil:
+		p, err := planToProto(r.Plan)
+		if err == nil {
+			return &pluginpb.PlanOutcome{Outcome: &pluginpb.PlanOutcome_Plan{Plan: p}}
+		}
+		r.Err = err
+	case r.Err == nil:
+		r.Err = errors.New("planner returned neither a plan nor an error")
+	}
+	if errors.Is(r.Err, ErrInteractive) {
+		return &pluginpb.PlanOutcome{Outcome: &pluginpb.PlanOutcome_Interactive{Interactive: true}}
+	}
+	if pe, ok := AsError(r.Err); ok {
+		return &pluginpb.PlanOutcome{Outcome: &pluginpb.PlanOutcome_Refusal{
+			Refusal: &pluginpb.Refusal{Code: string(pe.Code), Message: strings.ToValidUTF8(pe.Message, "\uFFFD")}}}
+	}
+	return &pluginpb.PlanOutcome{Outcome: &pluginpb.PlanOutcome_Failure{Failure: strings.ToValidUTF8(r.Err.Error(), "\uFFFD")}}
+}
+
+func planToProto(p *Plan) (*pluginpb.PlanSpec, error) {
+	out := &pluginpb.PlanSpec{Result: p.Result, ResultStep: int32(p.ResultStep), Steps: make([]*pluginpb.PlanStep, len(p.Steps))}
+	for i, s := range p.Steps {
+		st := &pluginpb.PlanStep{Sql: s.SQL, Bind: s.Bind, Expect: string(s.Expect), Args: make([]*pluginpb.PlanArg, len(s.Args))}
+		if s.Else != nil {
+			st.Else = &pluginpb.Refusal{Code: string(s.Else.Code), Message: strings.ToValidUTF8(s.Else.Message, "\uFFFD")}
+		}
+		for j, a := range s.Args {
+			if a.Ref != "" {
+				st.Args[j] = &pluginpb.PlanArg{Arg: &pluginpb.PlanArg_Ref{Ref: a.Ref}}
+				continue
+			}
+			v, err := toValue(a.Value)
+			if err != nil {
+				return nil, fmt.Errorf("plan step %d argument %d: %w", i+1, j+1, err)
+			}
+			st.Args[j] = &pluginpb.PlanArg{Arg: &pluginpb.PlanArg_Value{Value: v}}
+		}
+		out.Steps[i] = st
+	}
+	return out, nil
+}
+
+func planFromProto(p *pluginpb.PlanSpec) (*Plan, error) {
+	out := &Plan{Result: p.Result, ResultStep: int(p.ResultStep), Steps: make([]Step, len(p.Steps))}
+	for i, s := range p.Steps {
+		st := Step{SQL: s.Sql, Bind: s.Bind, Expect: Expect(s.Expect), Args: make([]Arg, len(s.Args))}
+		if s.Else != nil {
+			st.Else = &Error{Code: Code(s.Else.Code), Message: s.Else.Message}
+		}
+		for j, a := range s.Args {
+			switch x := a.GetArg().(type) {
+			case *pluginpb.PlanArg_Ref:
+				st.Args[j] = Arg{Ref: x.Ref}
+			case *pluginpb.PlanArg_Value:
+				v, err := fromValue(x.Value)
+				if err != nil {
+					return nil, fmt.Errorf("plan step %d argument %d: %w", i+1, j+1, err)
+				}
+				st.Args[j] = Arg{Value: v}
+			default:
+				return nil, fmt.Errorf("plan step %d argument %d: empty", i+1, j+1)
+			}
+		}
+		out.Steps[i] = st
+	}
+	return out, nil
 }
 
 // remoteDB is the DB a plugin's handler gets: each call goes back to the

@@ -113,6 +113,61 @@ func (p *pluginHandle) Execute(ctx context.Context, op string, params json.RawMe
 	return nil, ce
 }
 
+var _ pluginapi.Planner = (*pluginHandle)(nil)
+
+// Plan implements pluginapi.Planner, with Execute's failure isolation: a
+// refusal or ErrInteractive passes through; anything else is a *CallError
+// naming the plugin. A plugin whose process cannot be asked makes every
+// call interactive-then-failing the same way Execute would.
+func (p *pluginHandle) Plan(ctx context.Context, calls []pluginapi.Call) []pluginapi.PlanResult {
+	out := make([]pluginapi.PlanResult, len(calls))
+	if len(calls) == 0 {
+		return out
+	}
+	inst, fwd, err := p.acquire(ctx, calls[0].Op)
+	if fwd != nil {
+		// A reload replaced this handle: let Execute forward each call.
+		for i := range out {
+			out[i].Err = pluginapi.ErrInteractive
+		}
+		return out
+	}
+	if err != nil {
+		for i, c := range calls {
+			out[i].Err = &CallError{Plugin: p.entry.Name, Op: c.Op, Reason: "plugin not running", Err: err}
+		}
+		return out
+	}
+	defer p.release(inst)
+	res := inst.handler.Plan(ctx, calls)
+	for i, r := range res {
+		if r.Err == nil || errors.Is(r.Err, pluginapi.ErrInteractive) {
+			continue
+		}
+		if _, refused := pluginapi.AsError(r.Err); refused {
+			continue
+		}
+		ce := &CallError{Plugin: p.entry.Name, Op: calls[i].Op, PID: inst.pid, Err: r.Err}
+		var remote *pluginapi.RemoteError
+		switch {
+		case errors.As(r.Err, &remote):
+			ce.Reason = "handler failed to plan"
+		case errors.Is(r.Err, pluginapi.ErrInvalidResult):
+			ce.Reason = "garbage plan"
+		case errors.Is(ctx.Err(), context.DeadlineExceeded) || pastDeadline(ctx):
+			ce.Reason = "no plan within the deadline; process replaced"
+			p.retire(inst, "overran a plan's deadline")
+		case errors.Is(ctx.Err(), context.Canceled):
+			ce.Reason = "call cancelled"
+		default:
+			ce.Reason = "plugin connection failed; process replaced"
+			p.retire(inst, "failed a plan call: "+r.Err.Error())
+		}
+		res[i].Err = ce
+	}
+	return res
+}
+
 // pastDeadline reports whether ctx has a deadline that has passed (or is
 // within the few milliseconds by which gRPC's rounded timeout can run
 // ahead of it).

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -27,6 +28,8 @@ func main() {
 		keep       bool
 		docker     orchestrator.DockerOptions
 		keepDead   int
+		dieWith    bool
+		nomadOpts  orchestrator.NomadOptions
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8000", "HTTP listen address")
 	flag.StringVar(&opts.AMQPURL, "amqp-url", "amqp://127.0.0.1:5672/", "RabbitMQ URL")
@@ -34,7 +37,10 @@ func main() {
 	flag.StringVar(&opts.ZKRoot, "zk-root", "/rideshare", "ZooKeeper root of this DBaaS")
 	flag.DurationVar(&opts.ZKTimeout, "zk-timeout", 2*time.Second, "ZooKeeper session timeout (workers get the same)")
 	flag.StringVar(&opts.QueuePrefix, "queue-prefix", "", "prefix of every queue and exchange name")
-	flag.StringVar(&runtime, "runtime", orchestrator.RuntimeAuto, "how workers run: auto (Nomad when configured and answering, else Docker when its daemon answers, else process), process, docker or nomad")
+	flag.StringVar(&runtime, "runtime", orchestrator.RuntimeAuto, "how workers run: auto (Nomad when an address is configured and it answers, else Docker when its daemon answers, else process), process, docker or nomad (the allocations of a Nomad job's group)")
+	flag.StringVar(&nomadOpts.Address, "nomad-addr", os.Getenv("NOMAD_ADDR"), "Nomad HTTP API (nomad runtime; default NOMAD_ADDR, else http://127.0.0.1:4646)")
+	flag.StringVar(&nomadOpts.Job, "nomad-job", orchestrator.DefaultNomadJob, "the Nomad job whose group holds the workers (nomad runtime)")
+	flag.StringVar(&nomadOpts.Group, "nomad-group", orchestrator.DefaultNomadGroup, "the job's task group of workers (nomad runtime)")
 	flag.StringVar(&workerBin, "worker-binary", defaultWorkerBinary(), "worker binary (process runtime; its folder also builds a missing worker image)")
 	flag.StringVar(&dataDir, "data-dir", ".data/dbaas", "host folder where workers keep their databases and logs")
 	flag.IntVar(&keepDead, "keep-dead-workers", orchestrator.DefaultKeepDead, "how many dead workers' data to keep")
@@ -49,6 +55,7 @@ func main() {
 	flag.IntVar(&opts.Scale.MinSlaves, "min-slaves", 1, "fewest slaves")
 	flag.IntVar(&opts.Scale.MaxSlaves, "max-slaves", 8, "most slaves")
 	flag.BoolVar(&keep, "keep-workers", false, "leave workers running when the orchestrator stops (a new one adopts them)")
+	flag.BoolVar(&dieWith, "workers-die-with-orchestrator", false, "have the kernel kill the workers when the orchestrator dies, however it dies (process runtime; tests: nothing outlives them); off in production, where workers outlive a crashed orchestrator")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cmdutil.ParseFlags(flag.CommandLine, "orchestrator", os.Args[1:]); err != nil {
 		cmdutil.Exit("orchestrator", err, 2)
@@ -71,11 +78,11 @@ func main() {
 	ctx, stop := cmdutil.SignalContext()
 	defer stop()
 	rtLog := log.With("subsystem", "runtime")
-	name, why, err := orchestrator.PickRuntime(ctx, runtime, orchestrator.Probes{
-		Docker: orchestrator.DockerProbe,
-		// Nomad: the nomad runtime's probe goes here (issue 10), set when
-		// a Nomad address is configured.
-	})
+	probes := orchestrator.Probes{Docker: orchestrator.DockerProbe}
+	if nomadOpts.Address != "" {
+		probes.Nomad = func(ctx context.Context) error { return orchestrator.NomadAnswers(ctx, nomadOpts.Address) }
+	}
+	name, why, err := orchestrator.PickRuntime(ctx, runtime, probes)
 	if err != nil {
 		cmdutil.Exit("orchestrator", err, 2)
 	}
@@ -84,6 +91,7 @@ func main() {
 	case orchestrator.RuntimeProcess:
 		opts.Runtime, err = orchestrator.NewProcess(orchestrator.ProcessOptions{
 			Binary: workerBin, Args: workerArgs, DataDir: dataDir, KeepDead: keepDead, Logger: rtLog,
+			DieWithParent: dieWith,
 		})
 	case orchestrator.RuntimeDocker:
 		docker.Args, docker.DataDir, docker.KeepDead, docker.Logger = workerArgs, dataDir, keepDead, rtLog
@@ -94,8 +102,11 @@ func main() {
 			docker.BuildFrom = filepath.Dir(workerBin)
 		}
 		opts.Runtime, err = orchestrator.NewDocker(ctx, docker)
-	default: // the nomad runtime goes here (issue 10)
-		err = fmt.Errorf("the %s runtime is not available in this build", name)
+	case orchestrator.RuntimeNomad:
+		nomadOpts.Logger = rtLog
+		opts.Runtime, err = orchestrator.NewNomad(nomadOpts)
+	default:
+		err = fmt.Errorf("unknown runtime %q", name)
 	}
 	if err != nil {
 		cmdutil.Exit("orchestrator", err, 2)

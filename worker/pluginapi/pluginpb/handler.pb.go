@@ -467,6 +467,478 @@ func (x *Refusal) GetMessage() string {
 	return ""
 }
 
+type PlanRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calls         []*PlanCall            `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanRequest) Reset() {
+	*x = PlanRequest{}
+	mi := &file_handler_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanRequest) ProtoMessage() {}
+
+func (x *PlanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_handler_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanRequest.ProtoReflect.Descriptor instead.
+func (*PlanRequest) Descriptor() ([]byte, []int) {
+	return file_handler_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PlanRequest) GetCalls() []*PlanCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+type PlanCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	Params        []byte                 `protobuf:"bytes,2,opt,name=params,proto3" json:"params,omitempty"` // JSON
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanCall) Reset() {
+	*x = PlanCall{}
+	mi := &file_handler_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanCall) ProtoMessage() {}
+
+func (x *PlanCall) ProtoReflect() protoreflect.Message {
+	mi := &file_handler_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanCall.ProtoReflect.Descriptor instead.
+func (*PlanCall) Descriptor() ([]byte, []int) {
+	return file_handler_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PlanCall) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *PlanCall) GetParams() []byte {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+type PlanResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcomes      []*PlanOutcome         `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"` // one per call, in order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanResponse) Reset() {
+	*x = PlanResponse{}
+	mi := &file_handler_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanResponse) ProtoMessage() {}
+
+func (x *PlanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_handler_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanResponse.ProtoReflect.Descriptor instead.
+func (*PlanResponse) Descriptor() ([]byte, []int) {
+	return file_handler_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PlanResponse) GetOutcomes() []*PlanOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+type PlanOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*PlanOutcome_Plan
+	//	*PlanOutcome_Refusal
+	//	*PlanOutcome_Failure
+	//	*PlanOutcome_Interactive
+	Outcome       isPlanOutcome_Outcome `protobuf_oneof:"outcome"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanOutcome) Reset() {
+	*x = PlanOutcome{}
+	mi := &file_handler_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanOutcome) ProtoMessage() {}
+
+func (x *PlanOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_handler_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanOutcome.ProtoReflect.Descriptor instead.
+func (*PlanOutcome) Descriptor() ([]byte, []int) {
+	return file_handler_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PlanOutcome) GetOutcome() isPlanOutcome_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *PlanOutcome) GetPlan() *PlanSpec {
+	if x != nil {
+		if x, ok := x.Outcome.(*PlanOutcome_Plan); ok {
+			return x.Plan
+		}
+	}
+	return nil
+}
+
+func (x *PlanOutcome) GetRefusal() *Refusal {
+	if x != nil {
+		if x, ok := x.Outcome.(*PlanOutcome_Refusal); ok {
+			return x.Refusal
+		}
+	}
+	return nil
+}
+
+func (x *PlanOutcome) GetFailure() string {
+	if x != nil {
+		if x, ok := x.Outcome.(*PlanOutcome_Failure); ok {
+			return x.Failure
+		}
+	}
+	return ""
+}
+
+func (x *PlanOutcome) GetInteractive() bool {
+	if x != nil {
+		if x, ok := x.Outcome.(*PlanOutcome_Interactive); ok {
+			return x.Interactive
+		}
+	}
+	return false
+}
+
+type isPlanOutcome_Outcome interface {
+	isPlanOutcome_Outcome()
+}
+
+type PlanOutcome_Plan struct {
+	Plan *PlanSpec `protobuf:"bytes,1,opt,name=plan,proto3,oneof"`
+}
+
+type PlanOutcome_Refusal struct {
+	Refusal *Refusal `protobuf:"bytes,2,opt,name=refusal,proto3,oneof"` // the operation's answer, decided from its parameters
+}
+
+type PlanOutcome_Failure struct {
+	Failure string `protobuf:"bytes,3,opt,name=failure,proto3,oneof"` // the handler failed on this call
+}
+
+type PlanOutcome_Interactive struct {
+	Interactive bool `protobuf:"varint,4,opt,name=interactive,proto3,oneof"` // no plan: run it through Execute
+}
+
+func (*PlanOutcome_Plan) isPlanOutcome_Outcome() {}
+
+func (*PlanOutcome_Refusal) isPlanOutcome_Outcome() {}
+
+func (*PlanOutcome_Failure) isPlanOutcome_Outcome() {}
+
+func (*PlanOutcome_Interactive) isPlanOutcome_Outcome() {}
+
+type PlanSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Steps         []*PlanStep            `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
+	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`                            // constant JSON result, when result_step is 0
+	ResultStep    int32                  `protobuf:"varint,3,opt,name=result_step,json=resultStep,proto3" json:"result_step,omitempty"` // 1-based step whose first cell is the JSON result
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanSpec) Reset() {
+	*x = PlanSpec{}
+	mi := &file_handler_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanSpec) ProtoMessage() {}
+
+func (x *PlanSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_handler_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanSpec.ProtoReflect.Descriptor instead.
+func (*PlanSpec) Descriptor() ([]byte, []int) {
+	return file_handler_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PlanSpec) GetSteps() []*PlanStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *PlanSpec) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *PlanSpec) GetResultStep() int32 {
+	if x != nil {
+		return x.ResultStep
+	}
+	return 0
+}
+
+type PlanStep struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sql           string                 `protobuf:"bytes,1,opt,name=sql,proto3" json:"sql,omitempty"`
+	Args          []*PlanArg             `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	Bind          []string               `protobuf:"bytes,3,rep,name=bind,proto3" json:"bind,omitempty"`
+	Expect        string                 `protobuf:"bytes,4,opt,name=expect,proto3" json:"expect,omitempty"` // "", "row" or "none"
+	Else          *Refusal               `protobuf:"bytes,5,opt,name=else,proto3" json:"else,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanStep) Reset() {
+	*x = PlanStep{}
+	mi := &file_handler_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanStep) ProtoMessage() {}
+
+func (x *PlanStep) ProtoReflect() protoreflect.Message {
+	mi := &file_handler_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
+func (*PlanStep) Descriptor() ([]byte, []int) {
+	return file_handler_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PlanStep) GetSql() string {
+	if x != nil {
+		return x.Sql
+	}
+	return ""
+}
+
+func (x *PlanStep) GetArgs() []*PlanArg {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *PlanStep) GetBind() []string {
+	if x != nil {
+		return x.Bind
+	}
+	return nil
+}
+
+func (x *PlanStep) GetExpect() string {
+	if x != nil {
+		return x.Expect
+	}
+	return ""
+}
+
+func (x *PlanStep) GetElse() *Refusal {
+	if x != nil {
+		return x.Else
+	}
+	return nil
+}
+
+type PlanArg struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Arg:
+	//
+	//	*PlanArg_Value
+	//	*PlanArg_Ref
+	Arg           isPlanArg_Arg `protobuf_oneof:"arg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanArg) Reset() {
+	*x = PlanArg{}
+	mi := &file_handler_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanArg) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanArg) ProtoMessage() {}
+
+func (x *PlanArg) ProtoReflect() protoreflect.Message {
+	mi := &file_handler_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanArg.ProtoReflect.Descriptor instead.
+func (*PlanArg) Descriptor() ([]byte, []int) {
+	return file_handler_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PlanArg) GetArg() isPlanArg_Arg {
+	if x != nil {
+		return x.Arg
+	}
+	return nil
+}
+
+func (x *PlanArg) GetValue() *Value {
+	if x != nil {
+		if x, ok := x.Arg.(*PlanArg_Value); ok {
+			return x.Value
+		}
+	}
+	return nil
+}
+
+func (x *PlanArg) GetRef() string {
+	if x != nil {
+		if x, ok := x.Arg.(*PlanArg_Ref); ok {
+			return x.Ref
+		}
+	}
+	return ""
+}
+
+type isPlanArg_Arg interface {
+	isPlanArg_Arg()
+}
+
+type PlanArg_Value struct {
+	Value *Value `protobuf:"bytes,1,opt,name=value,proto3,oneof"`
+}
+
+type PlanArg_Ref struct {
+	Ref string `protobuf:"bytes,2,opt,name=ref,proto3,oneof"`
+}
+
+func (*PlanArg_Value) isPlanArg_Arg() {}
+
+func (*PlanArg_Ref) isPlanArg_Arg() {}
+
 // Value is one SQL value: SQLite's five storage classes. No field set means
 // NULL too.
 type Value struct {
@@ -485,7 +957,7 @@ type Value struct {
 
 func (x *Value) Reset() {
 	*x = Value{}
-	mi := &file_handler_proto_msgTypes[7]
+	mi := &file_handler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +969,7 @@ func (x *Value) String() string {
 func (*Value) ProtoMessage() {}
 
 func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_handler_proto_msgTypes[7]
+	mi := &file_handler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +982,7 @@ func (x *Value) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Value.ProtoReflect.Descriptor instead.
 func (*Value) Descriptor() ([]byte, []int) {
-	return file_handler_proto_rawDescGZIP(), []int{7}
+	return file_handler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Value) GetV() isValue_V {
@@ -612,7 +1084,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_handler_proto_msgTypes[8]
+	mi := &file_handler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +1096,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_handler_proto_msgTypes[8]
+	mi := &file_handler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +1109,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_handler_proto_rawDescGZIP(), []int{8}
+	return file_handler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExecRequest) GetCallId() uint64 {
@@ -671,7 +1143,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_handler_proto_msgTypes[9]
+	mi := &file_handler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +1155,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_handler_proto_msgTypes[9]
+	mi := &file_handler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +1168,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_handler_proto_rawDescGZIP(), []int{9}
+	return file_handler_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExecResponse) GetLastInsertId() int64 {
@@ -724,7 +1196,7 @@ type QueryRequest struct {
 
 func (x *QueryRequest) Reset() {
 	*x = QueryRequest{}
-	mi := &file_handler_proto_msgTypes[10]
+	mi := &file_handler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +1208,7 @@ func (x *QueryRequest) String() string {
 func (*QueryRequest) ProtoMessage() {}
 
 func (x *QueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_handler_proto_msgTypes[10]
+	mi := &file_handler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +1221,7 @@ func (x *QueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
 func (*QueryRequest) Descriptor() ([]byte, []int) {
-	return file_handler_proto_rawDescGZIP(), []int{10}
+	return file_handler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueryRequest) GetCallId() uint64 {
@@ -783,7 +1255,7 @@ type QueryResponse struct {
 
 func (x *QueryResponse) Reset() {
 	*x = QueryResponse{}
-	mi := &file_handler_proto_msgTypes[11]
+	mi := &file_handler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1267,7 @@ func (x *QueryResponse) String() string {
 func (*QueryResponse) ProtoMessage() {}
 
 func (x *QueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_handler_proto_msgTypes[11]
+	mi := &file_handler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1280,7 @@ func (x *QueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResponse.ProtoReflect.Descriptor instead.
 func (*QueryResponse) Descriptor() ([]byte, []int) {
-	return file_handler_proto_rawDescGZIP(), []int{11}
+	return file_handler_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryResponse) GetColumns() []string {
@@ -834,7 +1306,7 @@ type Row struct {
 
 func (x *Row) Reset() {
 	*x = Row{}
-	mi := &file_handler_proto_msgTypes[12]
+	mi := &file_handler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +1318,7 @@ func (x *Row) String() string {
 func (*Row) ProtoMessage() {}
 
 func (x *Row) ProtoReflect() protoreflect.Message {
-	mi := &file_handler_proto_msgTypes[12]
+	mi := &file_handler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +1331,7 @@ func (x *Row) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Row.ProtoReflect.Descriptor instead.
 func (*Row) Descriptor() ([]byte, []int) {
-	return file_handler_proto_rawDescGZIP(), []int{12}
+	return file_handler_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Row) GetValues() []*Value {
@@ -905,7 +1377,35 @@ const file_handler_proto_rawDesc = "" +
 	"\aoutcome\"7\n" +
 	"\aRefusal\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x82\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"B\n" +
+	"\vPlanRequest\x123\n" +
+	"\x05calls\x18\x01 \x03(\v2\x1d.rideshare.plugin.v1.PlanCallR\x05calls\"2\n" +
+	"\bPlanCall\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x16\n" +
+	"\x06params\x18\x02 \x01(\fR\x06params\"L\n" +
+	"\fPlanResponse\x12<\n" +
+	"\boutcomes\x18\x01 \x03(\v2 .rideshare.plugin.v1.PlanOutcomeR\boutcomes\"\xc7\x01\n" +
+	"\vPlanOutcome\x123\n" +
+	"\x04plan\x18\x01 \x01(\v2\x1d.rideshare.plugin.v1.PlanSpecH\x00R\x04plan\x128\n" +
+	"\arefusal\x18\x02 \x01(\v2\x1c.rideshare.plugin.v1.RefusalH\x00R\arefusal\x12\x1a\n" +
+	"\afailure\x18\x03 \x01(\tH\x00R\afailure\x12\"\n" +
+	"\vinteractive\x18\x04 \x01(\bH\x00R\vinteractiveB\t\n" +
+	"\aoutcome\"x\n" +
+	"\bPlanSpec\x123\n" +
+	"\x05steps\x18\x01 \x03(\v2\x1d.rideshare.plugin.v1.PlanStepR\x05steps\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\fR\x06result\x12\x1f\n" +
+	"\vresult_step\x18\x03 \x01(\x05R\n" +
+	"resultStep\"\xac\x01\n" +
+	"\bPlanStep\x12\x10\n" +
+	"\x03sql\x18\x01 \x01(\tR\x03sql\x120\n" +
+	"\x04args\x18\x02 \x03(\v2\x1c.rideshare.plugin.v1.PlanArgR\x04args\x12\x12\n" +
+	"\x04bind\x18\x03 \x03(\tR\x04bind\x12\x16\n" +
+	"\x06expect\x18\x04 \x01(\tR\x06expect\x120\n" +
+	"\x04else\x18\x05 \x01(\v2\x1c.rideshare.plugin.v1.RefusalR\x04else\"X\n" +
+	"\aPlanArg\x122\n" +
+	"\x05value\x18\x01 \x01(\v2\x1a.rideshare.plugin.v1.ValueH\x00R\x05value\x12\x12\n" +
+	"\x03ref\x18\x02 \x01(\tH\x00R\x03refB\x05\n" +
+	"\x03arg\"\x82\x01\n" +
 	"\x05Value\x12\x14\n" +
 	"\x04null\x18\x01 \x01(\bH\x00R\x04null\x12\x16\n" +
 	"\x05int64\x18\x02 \x01(\x12H\x00R\x05int64\x12\x1a\n" +
@@ -928,10 +1428,11 @@ const file_handler_proto_rawDesc = "" +
 	"\acolumns\x18\x01 \x03(\tR\acolumns\x12,\n" +
 	"\x04rows\x18\x02 \x03(\v2\x18.rideshare.plugin.v1.RowR\x04rows\"9\n" +
 	"\x03Row\x122\n" +
-	"\x06values\x18\x01 \x03(\v2\x1a.rideshare.plugin.v1.ValueR\x06values2\xac\x01\n" +
+	"\x06values\x18\x01 \x03(\v2\x1a.rideshare.plugin.v1.ValueR\x06values2\xf9\x01\n" +
 	"\aHandler\x12K\n" +
 	"\x04Info\x12 .rideshare.plugin.v1.InfoRequest\x1a!.rideshare.plugin.v1.InfoResponse\x12T\n" +
-	"\aExecute\x12#.rideshare.plugin.v1.ExecuteRequest\x1a$.rideshare.plugin.v1.ExecuteResponse2\xa1\x01\n" +
+	"\aExecute\x12#.rideshare.plugin.v1.ExecuteRequest\x1a$.rideshare.plugin.v1.ExecuteResponse\x12K\n" +
+	"\x04Plan\x12 .rideshare.plugin.v1.PlanRequest\x1a!.rideshare.plugin.v1.PlanResponse2\xa1\x01\n" +
 	"\x02DB\x12K\n" +
 	"\x04Exec\x12 .rideshare.plugin.v1.ExecRequest\x1a!.rideshare.plugin.v1.ExecResponse\x12N\n" +
 	"\x05Query\x12!.rideshare.plugin.v1.QueryRequest\x1a\".rideshare.plugin.v1.QueryResponseB@Z>github.com/rideshare-dbaas/rideshare/worker/pluginapi/pluginpbb\x06proto3"
@@ -948,7 +1449,7 @@ func file_handler_proto_rawDescGZIP() []byte {
 	return file_handler_proto_rawDescData
 }
 
-var file_handler_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_handler_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_handler_proto_goTypes = []any{
 	(*InfoRequest)(nil),     // 0: rideshare.plugin.v1.InfoRequest
 	(*InfoResponse)(nil),    // 1: rideshare.plugin.v1.InfoResponse
@@ -957,34 +1458,51 @@ var file_handler_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),  // 4: rideshare.plugin.v1.ExecuteRequest
 	(*ExecuteResponse)(nil), // 5: rideshare.plugin.v1.ExecuteResponse
 	(*Refusal)(nil),         // 6: rideshare.plugin.v1.Refusal
-	(*Value)(nil),           // 7: rideshare.plugin.v1.Value
-	(*ExecRequest)(nil),     // 8: rideshare.plugin.v1.ExecRequest
-	(*ExecResponse)(nil),    // 9: rideshare.plugin.v1.ExecResponse
-	(*QueryRequest)(nil),    // 10: rideshare.plugin.v1.QueryRequest
-	(*QueryResponse)(nil),   // 11: rideshare.plugin.v1.QueryResponse
-	(*Row)(nil),             // 12: rideshare.plugin.v1.Row
+	(*PlanRequest)(nil),     // 7: rideshare.plugin.v1.PlanRequest
+	(*PlanCall)(nil),        // 8: rideshare.plugin.v1.PlanCall
+	(*PlanResponse)(nil),    // 9: rideshare.plugin.v1.PlanResponse
+	(*PlanOutcome)(nil),     // 10: rideshare.plugin.v1.PlanOutcome
+	(*PlanSpec)(nil),        // 11: rideshare.plugin.v1.PlanSpec
+	(*PlanStep)(nil),        // 12: rideshare.plugin.v1.PlanStep
+	(*PlanArg)(nil),         // 13: rideshare.plugin.v1.PlanArg
+	(*Value)(nil),           // 14: rideshare.plugin.v1.Value
+	(*ExecRequest)(nil),     // 15: rideshare.plugin.v1.ExecRequest
+	(*ExecResponse)(nil),    // 16: rideshare.plugin.v1.ExecResponse
+	(*QueryRequest)(nil),    // 17: rideshare.plugin.v1.QueryRequest
+	(*QueryResponse)(nil),   // 18: rideshare.plugin.v1.QueryResponse
+	(*Row)(nil),             // 19: rideshare.plugin.v1.Row
 }
 var file_handler_proto_depIdxs = []int32{
 	2,  // 0: rideshare.plugin.v1.InfoResponse.ops:type_name -> rideshare.plugin.v1.Op
 	3,  // 1: rideshare.plugin.v1.InfoResponse.migrations:type_name -> rideshare.plugin.v1.Migration
 	6,  // 2: rideshare.plugin.v1.ExecuteResponse.refusal:type_name -> rideshare.plugin.v1.Refusal
-	7,  // 3: rideshare.plugin.v1.ExecRequest.args:type_name -> rideshare.plugin.v1.Value
-	7,  // 4: rideshare.plugin.v1.QueryRequest.args:type_name -> rideshare.plugin.v1.Value
-	12, // 5: rideshare.plugin.v1.QueryResponse.rows:type_name -> rideshare.plugin.v1.Row
-	7,  // 6: rideshare.plugin.v1.Row.values:type_name -> rideshare.plugin.v1.Value
-	0,  // 7: rideshare.plugin.v1.Handler.Info:input_type -> rideshare.plugin.v1.InfoRequest
-	4,  // 8: rideshare.plugin.v1.Handler.Execute:input_type -> rideshare.plugin.v1.ExecuteRequest
-	8,  // 9: rideshare.plugin.v1.DB.Exec:input_type -> rideshare.plugin.v1.ExecRequest
-	10, // 10: rideshare.plugin.v1.DB.Query:input_type -> rideshare.plugin.v1.QueryRequest
-	1,  // 11: rideshare.plugin.v1.Handler.Info:output_type -> rideshare.plugin.v1.InfoResponse
-	5,  // 12: rideshare.plugin.v1.Handler.Execute:output_type -> rideshare.plugin.v1.ExecuteResponse
-	9,  // 13: rideshare.plugin.v1.DB.Exec:output_type -> rideshare.plugin.v1.ExecResponse
-	11, // 14: rideshare.plugin.v1.DB.Query:output_type -> rideshare.plugin.v1.QueryResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	8,  // 3: rideshare.plugin.v1.PlanRequest.calls:type_name -> rideshare.plugin.v1.PlanCall
+	10, // 4: rideshare.plugin.v1.PlanResponse.outcomes:type_name -> rideshare.plugin.v1.PlanOutcome
+	11, // 5: rideshare.plugin.v1.PlanOutcome.plan:type_name -> rideshare.plugin.v1.PlanSpec
+	6,  // 6: rideshare.plugin.v1.PlanOutcome.refusal:type_name -> rideshare.plugin.v1.Refusal
+	12, // 7: rideshare.plugin.v1.PlanSpec.steps:type_name -> rideshare.plugin.v1.PlanStep
+	13, // 8: rideshare.plugin.v1.PlanStep.args:type_name -> rideshare.plugin.v1.PlanArg
+	6,  // 9: rideshare.plugin.v1.PlanStep.else:type_name -> rideshare.plugin.v1.Refusal
+	14, // 10: rideshare.plugin.v1.PlanArg.value:type_name -> rideshare.plugin.v1.Value
+	14, // 11: rideshare.plugin.v1.ExecRequest.args:type_name -> rideshare.plugin.v1.Value
+	14, // 12: rideshare.plugin.v1.QueryRequest.args:type_name -> rideshare.plugin.v1.Value
+	19, // 13: rideshare.plugin.v1.QueryResponse.rows:type_name -> rideshare.plugin.v1.Row
+	14, // 14: rideshare.plugin.v1.Row.values:type_name -> rideshare.plugin.v1.Value
+	0,  // 15: rideshare.plugin.v1.Handler.Info:input_type -> rideshare.plugin.v1.InfoRequest
+	4,  // 16: rideshare.plugin.v1.Handler.Execute:input_type -> rideshare.plugin.v1.ExecuteRequest
+	7,  // 17: rideshare.plugin.v1.Handler.Plan:input_type -> rideshare.plugin.v1.PlanRequest
+	15, // 18: rideshare.plugin.v1.DB.Exec:input_type -> rideshare.plugin.v1.ExecRequest
+	17, // 19: rideshare.plugin.v1.DB.Query:input_type -> rideshare.plugin.v1.QueryRequest
+	1,  // 20: rideshare.plugin.v1.Handler.Info:output_type -> rideshare.plugin.v1.InfoResponse
+	5,  // 21: rideshare.plugin.v1.Handler.Execute:output_type -> rideshare.plugin.v1.ExecuteResponse
+	9,  // 22: rideshare.plugin.v1.Handler.Plan:output_type -> rideshare.plugin.v1.PlanResponse
+	16, // 23: rideshare.plugin.v1.DB.Exec:output_type -> rideshare.plugin.v1.ExecResponse
+	18, // 24: rideshare.plugin.v1.DB.Query:output_type -> rideshare.plugin.v1.QueryResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_handler_proto_init() }
@@ -997,7 +1515,17 @@ func file_handler_proto_init() {
 		(*ExecuteResponse_Refusal)(nil),
 		(*ExecuteResponse_Failure)(nil),
 	}
-	file_handler_proto_msgTypes[7].OneofWrappers = []any{
+	file_handler_proto_msgTypes[10].OneofWrappers = []any{
+		(*PlanOutcome_Plan)(nil),
+		(*PlanOutcome_Refusal)(nil),
+		(*PlanOutcome_Failure)(nil),
+		(*PlanOutcome_Interactive)(nil),
+	}
+	file_handler_proto_msgTypes[13].OneofWrappers = []any{
+		(*PlanArg_Value)(nil),
+		(*PlanArg_Ref)(nil),
+	}
+	file_handler_proto_msgTypes[14].OneofWrappers = []any{
 		(*Value_Null)(nil),
 		(*Value_Int64)(nil),
 		(*Value_Float64)(nil),
@@ -1010,7 +1538,7 @@ func file_handler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_handler_proto_rawDesc), len(file_handler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -33,6 +33,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Handler_Info_FullMethodName    = "/rideshare.plugin.v1.Handler/Info"
 	Handler_Execute_FullMethodName = "/rideshare.plugin.v1.Handler/Execute"
+	Handler_Plan_FullMethodName    = "/rideshare.plugin.v1.Handler/Plan"
 )
 
 // HandlerClient is the client API for Handler service.
@@ -46,6 +47,11 @@ type HandlerClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	// Execute runs one operation.
 	Execute(ctx context.Context, in *ExecuteRequest, opts ...grpc.CallOption) (*ExecuteResponse, error)
+	// Plan describes operations as plans the worker runs itself (see
+	// pluginapi.Plan), one outcome per call, in order. It uses no database.
+	// A plugin built before Plan existed answers UNIMPLEMENTED, and the
+	// worker calls Execute for everything.
+	Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error)
 }
 
 type handlerClient struct {
@@ -76,6 +82,16 @@ func (c *handlerClient) Execute(ctx context.Context, in *ExecuteRequest, opts ..
 	return out, nil
 }
 
+func (c *handlerClient) Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanResponse)
+	err := c.cc.Invoke(ctx, Handler_Plan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HandlerServer is the server API for Handler service.
 // All implementations must embed UnimplementedHandlerServer
 // for forward compatibility.
@@ -87,6 +103,11 @@ type HandlerServer interface {
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	// Execute runs one operation.
 	Execute(context.Context, *ExecuteRequest) (*ExecuteResponse, error)
+	// Plan describes operations as plans the worker runs itself (see
+	// pluginapi.Plan), one outcome per call, in order. It uses no database.
+	// A plugin built before Plan existed answers UNIMPLEMENTED, and the
+	// worker calls Execute for everything.
+	Plan(context.Context, *PlanRequest) (*PlanResponse, error)
 	mustEmbedUnimplementedHandlerServer()
 }
 
@@ -102,6 +123,9 @@ func (UnimplementedHandlerServer) Info(context.Context, *InfoRequest) (*InfoResp
 }
 func (UnimplementedHandlerServer) Execute(context.Context, *ExecuteRequest) (*ExecuteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Execute not implemented")
+}
+func (UnimplementedHandlerServer) Plan(context.Context, *PlanRequest) (*PlanResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Plan not implemented")
 }
 func (UnimplementedHandlerServer) mustEmbedUnimplementedHandlerServer() {}
 func (UnimplementedHandlerServer) testEmbeddedByValue()                 {}
@@ -160,6 +184,24 @@ func _Handler_Execute_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Handler_Plan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandlerServer).Plan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Handler_Plan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandlerServer).Plan(ctx, req.(*PlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Handler_ServiceDesc is the grpc.ServiceDesc for Handler service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -174,6 +216,10 @@ var Handler_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Execute",
 			Handler:    _Handler_Execute_Handler,
+		},
+		{
+			MethodName: "Plan",
+			Handler:    _Handler_Plan_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -15,9 +15,7 @@
 package rideshare
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
@@ -83,6 +81,12 @@ var migrations = []pluginapi.Migration{
 
 // Handler serves the rideshare operations. It holds no state, so one
 // Handler may serve concurrent calls.
+//
+// Every operation is a plan (pluginapi.Plan): the plugin checks the
+// parameters and writes down the statements, and the worker runs them in
+// its transaction. What depends on the data is a step's guard (a user that
+// must exist, a username that must not) or a value bound from an earlier
+// step (the next ride id), and reads build their JSON result in SQL.
 type Handler struct{ pluginapi.Table }
 
 var _ pluginapi.Handler = (*Handler)(nil)
@@ -93,17 +97,17 @@ func New() *Handler {
 		Name:    HandlerName,
 		Version: HandlerVersion,
 		Ops: []pluginapi.TableOp{
-			{Name: OpUsersAdd, Kind: pluginapi.Write, Run: usersAdd},
-			{Name: OpUsersDelete, Kind: pluginapi.Write, Run: usersDelete},
-			{Name: OpUsersList, Kind: pluginapi.Read, Run: usersList},
-			{Name: OpUsersExists, Kind: pluginapi.Read, Run: usersExists},
-			{Name: OpRidesCreate, Kind: pluginapi.Write, Run: ridesCreate},
-			{Name: OpRidesUpcoming, Kind: pluginapi.Read, Run: ridesUpcoming},
-			{Name: OpRidesGet, Kind: pluginapi.Read, Run: ridesGet},
-			{Name: OpRidesJoin, Kind: pluginapi.Write, Run: ridesJoin},
-			{Name: OpRidesDelete, Kind: pluginapi.Write, Run: ridesDelete},
-			{Name: OpRidesCount, Kind: pluginapi.Read, Run: ridesCount},
-			{Name: OpDBClear, Kind: pluginapi.Write, Run: dbClear},
+			{Name: OpUsersAdd, Kind: pluginapi.Write, Plan: usersAdd},
+			{Name: OpUsersDelete, Kind: pluginapi.Write, Plan: usersDelete},
+			{Name: OpUsersList, Kind: pluginapi.Read, Plan: usersList},
+			{Name: OpUsersExists, Kind: pluginapi.Read, Plan: usersExists},
+			{Name: OpRidesCreate, Kind: pluginapi.Write, Plan: ridesCreate},
+			{Name: OpRidesUpcoming, Kind: pluginapi.Read, Plan: ridesUpcoming},
+			{Name: OpRidesGet, Kind: pluginapi.Read, Plan: ridesGet},
+			{Name: OpRidesJoin, Kind: pluginapi.Write, Plan: ridesJoin},
+			{Name: OpRidesDelete, Kind: pluginapi.Write, Plan: ridesDelete},
+			{Name: OpRidesCount, Kind: pluginapi.Read, Plan: ridesCount},
+			{Name: OpDBClear, Kind: pluginapi.Write, Plan: dbClear},
 		},
 		Migrations: migrations,
 	}}
@@ -148,28 +152,40 @@ type ridesJoinParams struct {
 
 type noParams struct{}
 
-// ---- results ----
+// ---- plan pieces ----
 
-type empty struct{}
+type planStep = pluginapi.Step
 
-type upcomingRide struct {
-	RideID    int64  `json:"rideId"`
-	Username  string `json:"username"`
-	Timestamp int64  `json:"timestamp"`
+var v = pluginapi.V
+
+// userMustExist and userMustNotExist guard an operation on the users table.
+func userMustExist(name string, code pluginapi.Code) planStep {
+	return planStep{SQL: `SELECT 1 FROM users WHERE name = ?`, Args: []pluginapi.Arg{v(name)},
+		Expect: pluginapi.ExpectRow, Else: pluginapi.Errorf(code, "no user %q", name)}
 }
 
-type rideDetail struct {
-	RideID      int64    `json:"rideId"`
-	CreatedBy   string   `json:"created_by"`
-	Users       []string `json:"users"`
-	Timestamp   int64    `json:"timestamp"`
-	Source      int64    `json:"source"`
-	Destination int64    `json:"destination"`
+func rideMustExist(id int64) planStep {
+	return planStep{SQL: `SELECT 1 FROM rides WHERE id = ?`, Args: []pluginapi.Arg{v(id)},
+		Expect: pluginapi.ExpectRow, Else: pluginapi.Errorf(pluginapi.CodeNotFound, "ride %d does not exist", id)}
+}
+
+func exec(sql string, args ...any) planStep {
+	s := planStep{SQL: sql}
+	for _, a := range args {
+		s.Args = append(s.Args, v(a))
+	}
+	return s
+}
+
+// result is a read's plan: one query whose single cell is the JSON result.
+func result(sql string, args ...any) *pluginapi.Plan {
+	s := exec(sql, args...)
+	return &pluginapi.Plan{Steps: []planStep{s}, ResultStep: 1}
 }
 
 // ---- operations ----
 
-func usersAdd(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func usersAdd(raw json.RawMessage) (*pluginapi.Plan, error) {
 	var p usersAddParams
 	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
@@ -184,20 +200,15 @@ func usersAdd(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, e
 	case *p.Password == "":
 		return nil, pluginapi.Errorf(pluginapi.CodeInvalid, "password is empty")
 	}
-	exists, err := userExists(ctx, db, *p.Username)
-	if err != nil {
-		return nil, err
-	}
-	if exists {
-		return nil, pluginapi.Errorf(pluginapi.CodeConflict, "username %q is taken", *p.Username)
-	}
-	if _, err := db.Exec(ctx, `INSERT INTO users (name, password) VALUES (?, ?)`, *p.Username, *p.Password); err != nil {
-		return nil, err
-	}
-	return empty{}, nil
+	name := *p.Username
+	return &pluginapi.Plan{Steps: []planStep{
+		{SQL: `SELECT 1 FROM users WHERE name = ?`, Args: []pluginapi.Arg{v(name)},
+			Expect: pluginapi.ExpectNone, Else: pluginapi.Errorf(pluginapi.CodeConflict, "username %q is taken", name)},
+		exec(`INSERT INTO users (name, password) VALUES (?, ?)`, name, *p.Password),
+	}}, nil
 }
 
-func usersDelete(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func usersDelete(raw json.RawMessage) (*pluginapi.Plan, error) {
 	var p usernameParams
 	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
@@ -206,51 +217,25 @@ func usersDelete(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any
 		return nil, missing("username")
 	}
 	name := *p.Username
-	exists, err := userExists(ctx, db, name)
-	if err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, pluginapi.Errorf(pluginapi.CodeNotFound, "no user %q", name)
-	}
 	// The cascade, explicitly: members of the user's rides, the user's
 	// memberships, the user's rides, the user.
-	stmts := []string{
-		`DELETE FROM ride_members WHERE ride_id IN (SELECT id FROM rides WHERE created_by = ?)`,
-		`DELETE FROM ride_members WHERE username = ?`,
-		`DELETE FROM rides WHERE created_by = ?`,
-		`DELETE FROM users WHERE name = ?`,
-	}
-	for _, q := range stmts {
-		if _, err := db.Exec(ctx, q, name); err != nil {
-			return nil, err
-		}
-	}
-	return empty{}, nil
+	return &pluginapi.Plan{Steps: []planStep{
+		userMustExist(name, pluginapi.CodeNotFound),
+		exec(`DELETE FROM ride_members WHERE ride_id IN (SELECT id FROM rides WHERE created_by = ?)`, name),
+		exec(`DELETE FROM ride_members WHERE username = ?`, name),
+		exec(`DELETE FROM rides WHERE created_by = ?`, name),
+		exec(`DELETE FROM users WHERE name = ?`, name),
+	}}, nil
 }
 
-func usersList(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func usersList(raw json.RawMessage) (*pluginapi.Plan, error) {
 	if err := pluginapi.DecodeParams(raw, &noParams{}); err != nil {
 		return nil, err
 	}
-	rows, err := db.Query(ctx, `SELECT name FROM users ORDER BY name COLLATE BINARY`)
-	if err != nil {
-		return nil, err
-	}
-	users := make([]string, 0, len(rows.Values))
-	for i := range rows.Values {
-		var name string
-		if err := rows.Scan(i, &name); err != nil {
-			return nil, err
-		}
-		users = append(users, name)
-	}
-	return struct {
-		Users []string `json:"users"`
-	}{users}, nil
+	return result(`SELECT json_object('users', json((SELECT json_group_array(name ORDER BY name COLLATE BINARY) FROM users)))`), nil
 }
 
-func usersExists(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func usersExists(raw json.RawMessage) (*pluginapi.Plan, error) {
 	var p usernameParams
 	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
@@ -258,16 +243,10 @@ func usersExists(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any
 	if p.Username == nil {
 		return nil, missing("username")
 	}
-	exists, err := userExists(ctx, db, *p.Username)
-	if err != nil {
-		return nil, err
-	}
-	return struct {
-		Exists bool `json:"exists"`
-	}{exists}, nil
+	return result(`SELECT json_object('exists', json(CASE WHEN EXISTS (SELECT 1 FROM users WHERE name = ?) THEN 'true' ELSE 'false' END))`, *p.Username), nil
 }
 
-func ridesCreate(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func ridesCreate(raw json.RawMessage) (*pluginapi.Plan, error) {
 	var p ridesCreateParams
 	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
@@ -288,40 +267,22 @@ func ridesCreate(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any
 	case *p.Source == *p.Destination:
 		return nil, pluginapi.Errorf(pluginapi.CodeInvalid, "source and destination are the same area (%d)", *p.Source)
 	}
-	exists, err := userExists(ctx, db, *p.CreatedBy)
-	if err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, pluginapi.Errorf(pluginapi.CodeNotFound, "no user %q", *p.CreatedBy)
-	}
-	// Next id from the counter row (an upsert, in case the row is gone).
-	// The replayed INSERT below carries the id as a bound value.
-	if _, err := db.Exec(ctx, `INSERT INTO counters (name, value) VALUES (?, 1)
-ON CONFLICT (name) DO UPDATE SET value = value + 1`, rideIDCounter); err != nil {
-		return nil, err
-	}
-	rows, err := db.Query(ctx, `SELECT value FROM counters WHERE name = ?`, rideIDCounter)
-	if err != nil {
-		return nil, err
-	}
-	if len(rows.Values) != 1 {
-		return nil, fmt.Errorf("ride id counter: %d rows, want 1", len(rows.Values))
-	}
-	var id int64
-	if err := rows.Scan(0, &id); err != nil {
-		return nil, err
-	}
-	if _, err := db.Exec(ctx, `INSERT INTO rides (id, created_by, timestamp, source, destination) VALUES (?, ?, ?, ?, ?)`,
-		id, *p.CreatedBy, *p.Timestamp, *p.Source, *p.Destination); err != nil {
-		return nil, err
-	}
-	return struct {
-		RideID int64 `json:"rideId"`
-	}{id}, nil
+	// The next id from the counter row (an upsert, in case the row is
+	// gone), bound and passed on: the replayed INSERT carries the id as a
+	// value.
+	return &pluginapi.Plan{Steps: []planStep{
+		userMustExist(*p.CreatedBy, pluginapi.CodeNotFound),
+		exec(`INSERT INTO counters (name, value) VALUES (?, 1)
+ON CONFLICT (name) DO UPDATE SET value = value + 1`, rideIDCounter),
+		{SQL: `SELECT value FROM counters WHERE name = ?`, Args: []pluginapi.Arg{v(rideIDCounter)},
+			Bind: []string{"id"}, Expect: pluginapi.ExpectRow},
+		{SQL: `INSERT INTO rides (id, created_by, timestamp, source, destination) VALUES (?, ?, ?, ?, ?)`,
+			Args: []pluginapi.Arg{pluginapi.Ref("id"), v(*p.CreatedBy), v(*p.Timestamp), v(*p.Source), v(*p.Destination)}},
+		{SQL: `SELECT json_object('rideId', ?)`, Args: []pluginapi.Arg{pluginapi.Ref("id")}},
+	}, ResultStep: 5}, nil
 }
 
-func ridesUpcoming(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func ridesUpcoming(raw json.RawMessage) (*pluginapi.Plan, error) {
 	var p ridesUpcomingParams
 	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
@@ -334,26 +295,11 @@ func ridesUpcoming(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (a
 	case p.After == nil:
 		return nil, missing("after")
 	}
-	rows, err := db.Query(ctx, `SELECT id, created_by, timestamp FROM rides
-WHERE source = ? AND destination = ? AND timestamp > ?
-ORDER BY timestamp, id`, *p.Source, *p.Destination, *p.After)
-	if err != nil {
-		return nil, err
-	}
-	rides := make([]upcomingRide, 0, len(rows.Values))
-	for i := range rows.Values {
-		var r upcomingRide
-		if err := rows.Scan(i, &r.RideID, &r.Username, &r.Timestamp); err != nil {
-			return nil, err
-		}
-		rides = append(rides, r)
-	}
-	return struct {
-		Rides []upcomingRide `json:"rides"`
-	}{rides}, nil
+	return result(`SELECT json_object('rides', json((SELECT json_group_array(json_object('rideId', id, 'username', created_by, 'timestamp', timestamp) ORDER BY timestamp, id)
+FROM rides WHERE source = ? AND destination = ? AND timestamp > ?)))`, *p.Source, *p.Destination, *p.After), nil
 }
 
-func ridesGet(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func ridesGet(raw json.RawMessage) (*pluginapi.Plan, error) {
 	var p rideIDParams
 	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
@@ -361,35 +307,22 @@ func ridesGet(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, e
 	if p.RideID == nil {
 		return nil, missing("rideId")
 	}
-	rows, err := db.Query(ctx, `SELECT id, created_by, timestamp, source, destination FROM rides WHERE id = ?`, *p.RideID)
-	if err != nil {
-		return nil, err
-	}
-	if len(rows.Values) == 0 {
-		return nil, pluginapi.Errorf(pluginapi.CodeNotFound, "ride %d does not exist", *p.RideID)
-	}
-	var r rideDetail
-	if err := rows.Scan(0, &r.RideID, &r.CreatedBy, &r.Timestamp, &r.Source, &r.Destination); err != nil {
-		return nil, err
-	}
-	members, err := db.Query(ctx, `SELECT username FROM ride_members WHERE ride_id = ? ORDER BY pos, username COLLATE BINARY`, r.RideID)
-	if err != nil {
-		return nil, err
-	}
-	r.Users = make([]string, 0, len(members.Values))
-	for i := range members.Values {
-		var name string
-		if err := members.Scan(i, &name); err != nil {
-			return nil, err
-		}
-		r.Users = append(r.Users, name)
-	}
-	return struct {
-		Ride rideDetail `json:"ride"`
-	}{r}, nil
+	id := *p.RideID
+	return &pluginapi.Plan{Steps: []planStep{{
+		SQL: `SELECT json_object('ride', json_object(
+	'rideId', r.id,
+	'created_by', r.created_by,
+	'users', json((SELECT json_group_array(m.username ORDER BY m.pos, m.username COLLATE BINARY) FROM ride_members m WHERE m.ride_id = r.id)),
+	'timestamp', r.timestamp,
+	'source', r.source,
+	'destination', r.destination))
+FROM rides r WHERE r.id = ?`,
+		Args:   []pluginapi.Arg{v(id)},
+		Expect: pluginapi.ExpectRow, Else: pluginapi.Errorf(pluginapi.CodeNotFound, "ride %d does not exist", id),
+	}}, ResultStep: 1}, nil
 }
 
-func ridesJoin(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func ridesJoin(raw json.RawMessage) (*pluginapi.Plan, error) {
 	var p ridesJoinParams
 	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
@@ -401,44 +334,21 @@ func ridesJoin(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, 
 		return nil, missing("username")
 	}
 	id, name := *p.RideID, *p.Username
-	rows, err := db.Query(ctx, `SELECT created_by FROM rides WHERE id = ?`, id)
-	if err != nil {
-		return nil, err
-	}
-	if len(rows.Values) == 0 {
-		return nil, pluginapi.Errorf(pluginapi.CodeNotFound, "ride %d does not exist", id)
-	}
-	var creator string
-	if err := rows.Scan(0, &creator); err != nil {
-		return nil, err
-	}
-	exists, err := userExists(ctx, db, name)
-	if err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, pluginapi.Errorf(pluginapi.CodeInvalid, "no user %q", name)
-	}
-	if name == creator {
-		return nil, pluginapi.Errorf(pluginapi.CodeConflict, "user %q created ride %d and cannot join it", name, id)
-	}
-	joined, err := db.Query(ctx, `SELECT 1 FROM ride_members WHERE ride_id = ? AND username = ?`, id, name)
-	if err != nil {
-		return nil, err
-	}
-	if len(joined.Values) > 0 {
-		return nil, pluginapi.Errorf(pluginapi.CodeConflict, "user %q already joined ride %d", name, id)
-	}
-	// The position is computed by the statement itself from the ride's
-	// members, so the replayed statement yields the same value.
-	if _, err := db.Exec(ctx, `INSERT INTO ride_members (ride_id, username, pos)
-SELECT ?, ?, COALESCE(MAX(pos), 0) + 1 FROM ride_members WHERE ride_id = ?`, id, name, id); err != nil {
-		return nil, err
-	}
-	return empty{}, nil
+	return &pluginapi.Plan{Steps: []planStep{
+		rideMustExist(id),
+		userMustExist(name, pluginapi.CodeInvalid),
+		{SQL: `SELECT 1 FROM rides WHERE id = ? AND created_by = ?`, Args: []pluginapi.Arg{v(id), v(name)},
+			Expect: pluginapi.ExpectNone, Else: pluginapi.Errorf(pluginapi.CodeConflict, "user %q created ride %d and cannot join it", name, id)},
+		{SQL: `SELECT 1 FROM ride_members WHERE ride_id = ? AND username = ?`, Args: []pluginapi.Arg{v(id), v(name)},
+			Expect: pluginapi.ExpectNone, Else: pluginapi.Errorf(pluginapi.CodeConflict, "user %q already joined ride %d", name, id)},
+		// The position is computed by the statement itself from the ride's
+		// members, so the replayed statement yields the same value.
+		exec(`INSERT INTO ride_members (ride_id, username, pos)
+SELECT ?, ?, COALESCE(MAX(pos), 0) + 1 FROM ride_members WHERE ride_id = ?`, id, name, id),
+	}}, nil
 }
 
-func ridesDelete(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func ridesDelete(raw json.RawMessage) (*pluginapi.Plan, error) {
 	var p rideIDParams
 	if err := pluginapi.DecodeParams(raw, &p); err != nil {
 		return nil, err
@@ -447,65 +357,28 @@ func ridesDelete(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any
 		return nil, missing("rideId")
 	}
 	id := *p.RideID
-	rows, err := db.Query(ctx, `SELECT 1 FROM rides WHERE id = ?`, id)
-	if err != nil {
-		return nil, err
-	}
-	if len(rows.Values) == 0 {
-		return nil, pluginapi.Errorf(pluginapi.CodeNotFound, "ride %d does not exist", id)
-	}
-	if _, err := db.Exec(ctx, `DELETE FROM ride_members WHERE ride_id = ?`, id); err != nil {
-		return nil, err
-	}
-	if _, err := db.Exec(ctx, `DELETE FROM rides WHERE id = ?`, id); err != nil {
-		return nil, err
-	}
-	return empty{}, nil
+	return &pluginapi.Plan{Steps: []planStep{
+		rideMustExist(id),
+		exec(`DELETE FROM ride_members WHERE ride_id = ?`, id),
+		exec(`DELETE FROM rides WHERE id = ?`, id),
+	}}, nil
 }
 
-func ridesCount(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func ridesCount(raw json.RawMessage) (*pluginapi.Plan, error) {
 	if err := pluginapi.DecodeParams(raw, &noParams{}); err != nil {
 		return nil, err
 	}
-	rows, err := db.Query(ctx, `SELECT COUNT(*) FROM rides`)
-	if err != nil {
-		return nil, err
-	}
-	if len(rows.Values) != 1 {
-		return nil, fmt.Errorf("count: %d rows, want 1", len(rows.Values))
-	}
-	var n int64
-	if err := rows.Scan(0, &n); err != nil {
-		return nil, err
-	}
-	return struct {
-		Count int64 `json:"count"`
-	}{n}, nil
+	return result(`SELECT json_object('count', count(*)) FROM rides`), nil
 }
 
-func dbClear(ctx context.Context, raw json.RawMessage, db pluginapi.DB) (any, error) {
+func dbClear(raw json.RawMessage) (*pluginapi.Plan, error) {
 	if err := pluginapi.DecodeParams(raw, &noParams{}); err != nil {
 		return nil, err
 	}
 	// counters is kept: ride ids are never reused.
-	for _, q := range []string{
-		`DELETE FROM ride_members`,
-		`DELETE FROM rides`,
-		`DELETE FROM users`,
-	} {
-		if _, err := db.Exec(ctx, q); err != nil {
-			return nil, err
-		}
-	}
-	return empty{}, nil
-}
-
-// ---- helpers ----
-
-func userExists(ctx context.Context, db pluginapi.DB, name string) (bool, error) {
-	rows, err := db.Query(ctx, `SELECT 1 FROM users WHERE name = ?`, name)
-	if err != nil {
-		return false, err
-	}
-	return len(rows.Values) > 0, nil
+	return &pluginapi.Plan{Steps: []planStep{
+		exec(`DELETE FROM ride_members`),
+		exec(`DELETE FROM rides`),
+		exec(`DELETE FROM users`),
+	}}, nil
 }

@@ -619,12 +619,11 @@ func TestBadDatabaseAnswersAreFailures(t *testing.T) {
 		{"name is an integer", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{int64(3)}}}}, OpUsersList, `{}`},
 		{"name is NULL", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{nil}}}}, OpUsersList, `{}`},
 		{"short row", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{}}}}, OpRidesCount, `{}`},
-		{"count is text", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{"4"}}}}, OpRidesCount, `{}`},
+		{"result is not JSON", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{`{"count":`}}}}, OpRidesCount, `{}`},
 		{"count is a fraction", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{1.5}}}}, OpRidesCount, `{}`},
 		{"count has no row", &fakeDB{rows: pluginapi.Rows{}}, OpRidesCount, `{}`},
 		{"ride id is text", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{"x", "u", int64(1)}}}}, OpRidesUpcoming, `{"source":1,"destination":2,"after":0}`},
 		{"ride row too wide", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{int64(1), "u", int64(1), int64(1)}}}}, OpRidesUpcoming, `{"source":1,"destination":2,"after":0}`},
-		{"creator is a float", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{2.0}}}}, OpRidesJoin, `{"rideId":1,"username":"u"}`},
 		{"ride detail wrong types", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{int64(1), "u", "t", int64(1), int64(2)}}}}, OpRidesGet, `{"rideId":1}`},
 		{"unknown type", &fakeDB{rows: pluginapi.Rows{Values: [][]any{{struct{}{}}}}}, OpRidesCount, `{}`},
 		{"nil db", nil, OpRidesCount, `{}`},
@@ -646,18 +645,6 @@ func TestBadDatabaseAnswersAreFailures(t *testing.T) {
 				t.Errorf("result %s with error", out)
 			}
 		})
-	}
-}
-
-func TestFloatIntegersAccepted(t *testing.T) {
-	db := &fakeDB{rows: pluginapi.Rows{Values: [][]any{{float64(7)}}}}
-	out, err := New().Execute(context.Background(), OpRidesCount, nil, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertJSON(t, "count", string(out), `{"count":7}`)
-	if _, err := pluginapi.String([]byte("bytes"), "c"); err != nil {
-		t.Errorf("pluginapi.String([]byte): %v", err)
 	}
 }
 

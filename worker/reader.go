@@ -1,0 +1,214 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
+	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
+)
+
+// HeaderDeadline carries a read's deadline (Unix milliseconds).
+const HeaderDeadline = "x-deadline-ms"
+
+// runReads consumes readQ with ReadConcurrency deliveries (each one read,
+// or a batch of them) in hand at once, and as many goroutines serving
+// them: SQLite in WAL mode serves many readers beside the applier. A
+// delivery is acked after its reply is published; a slave that dies with
+// reads in hand leaves them unacked, and RabbitMQ gives them to another
+// slave.
+func (w *Worker) runReads(ctx context.Context, conn *amqp.Connection, replies Replier) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open read channel: %w", err)
+	}
+	defer ch.Close()
+	if err := ch.Qos(w.opts.ReadConcurrency, 0, false); err != nil {
+		return fmt.Errorf("qos: %w", err)
+	}
+	deliveries, err := ch.Consume(w.names.ReadQ, "read-"+w.opts.ID, false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", w.names.ReadQ, err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for range w.opts.ReadConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case d, ok := <-deliveries:
+					if !ok {
+						cancel(errors.New("read consumer closed"))
+						return
+					}
+					body, ok := w.serveReads(ctx, d)
+					if !ok { // stopping: let another slave answer
+						_ = d.Nack(false, true)
+						cancel(nil)
+						return
+					}
+					// A read taken is answered even if we are stopping
+					// meanwhile (scale-in): it must not be dropped.
+					replies.Reply(context.WithoutCancel(ctx), d, body)
+					if err := d.Ack(false); err != nil {
+						cancel(fmt.Errorf("ack read: %w", err))
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// read is one read of a delivery.
+type read struct {
+	req   wire.ReadRequest
+	op    Op
+	reply *wire.Reply // set when answered without running (invalid)
+	plan  pluginapi.PlanResult
+}
+
+// serveReads answers a delivery: one read (a Reply) or a batch (a
+// ReplyBatch). ok is false when the worker stops before it could answer
+// (the delivery goes back to the queue).
+func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, ok bool) {
+	var reqs []wire.ReadRequest
+	batch := false
+	switch d.Type {
+	case wire.TypeReads:
+		var b wire.ReadBatch
+		if err := json.Unmarshal(d.Body, &b); err != nil || len(b.Reads) == 0 {
+			return mustJSON(&wire.Reply{Status: 400, Error: "malformed read batch", Worker: w.opts.ID}), true
+		}
+		reqs, batch = b.Reads, true
+	case wire.TypeRead:
+		var r wire.ReadRequest
+		if err := json.Unmarshal(d.Body, &r); err != nil {
+			return mustJSON(&wire.Reply{Status: 400, Error: "malformed read request", Worker: w.opts.ID}), true
+		}
+		reqs = []wire.ReadRequest{r}
+	default:
+		return mustJSON(&wire.Reply{Status: 400, Error: fmt.Sprintf("unknown message type %q", d.Type), Worker: w.opts.ID}), true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	if v, ok := d.Headers[HeaderDeadline]; ok {
+		if ms, err := toInt64(v); err == nil {
+			deadline = time.UnixMilli(ms)
+		}
+	}
+	reads := make([]*read, len(reqs))
+	var ops []Op
+	var calls []pluginapi.Call
+	var which []*read
+	for i, r := range reqs {
+		rd := &read{req: r}
+		reads[i] = rd
+		op, known := w.reg.Lookup(r.Op)
+		switch {
+		case r.Op == "":
+			rd.reply = &wire.Reply{Status: 400, Error: "malformed read request: op is required", Worker: w.opts.ID}
+		case !known || op.Kind != pluginapi.Read:
+			rd.reply = &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown read operation %q", r.Op), Worker: w.opts.ID}
+		default:
+			rd.op = op
+			ops, calls, which = append(ops, op), append(calls, pluginapi.Call{Op: r.Op, Params: r.Params}), append(which, rd)
+		}
+	}
+	if len(which) > 0 {
+		for i, p := range w.plan(ctx, min(w.opts.OpTimeout, time.Until(deadline)), ops, calls) {
+			which[i].plan = p
+		}
+	}
+	out := make([]wire.Reply, len(reads))
+	for i, rd := range reads {
+		if rd.reply == nil {
+			rd.reply = w.serveRead(ctx, rd, deadline)
+			if rd.reply == nil {
+				return nil, false
+			}
+		}
+		out[i] = *rd.reply
+	}
+	if batch {
+		return mustJSON(wire.ReplyBatch{Replies: out}), true
+	}
+	return mustJSON(&out[0]), true
+}
+
+// serveRead runs one read once this slave has applied its min_seq; nil
+// means the worker stops before that.
+func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *wire.Reply {
+	req, op := rd.req, rd.op
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if seq, _ := w.store.Load().Applied(); seq < req.MinSeq {
+		// The write is committed on the master; normally it is in flight
+		// on our sync queue. If it does not show up soon, ask the master.
+		nudge := time.AfterFunc(150*time.Millisecond, func() { signalChan(w.kick) })
+		err := w.store.Load().WaitApplied(rctx, req.MinSeq)
+		nudge.Stop()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			seq, _ := w.store.Load().Applied()
+			return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
+		}
+	}
+	w.readMu.RLock()
+	defer w.readMu.RUnlock()
+	st := w.store.Load()
+	seq, _ := st.Applied()
+	if seq < req.MinSeq {
+		// A snapshot was installed meanwhile and it is older than the read.
+		return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
+	}
+	// From here the read runs to its end even if the worker is stopping:
+	// only its own deadline bounds it.
+	ectx, ecancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer ecancel()
+	var res json.RawMessage
+	err := rd.plan.Err
+	if rd.plan.Plan != nil || errors.Is(err, pluginapi.ErrInteractive) {
+		db, done, rerr := st.Reader(ectx)
+		if rerr != nil {
+			return &wire.Reply{Status: 503, Error: rerr.Error(), Worker: w.opts.ID}
+		}
+		if rd.plan.Plan != nil {
+			res, err = pluginapi.RunPlan(ectx, db, rd.plan.Plan)
+		} else {
+			octx, ocancel := context.WithTimeout(ectx, w.opts.OpTimeout)
+			res, err = op.Handler.Execute(octx, req.Op, req.Params, db)
+			ocancel()
+		}
+		done()
+	}
+	if err != nil {
+		if pe, ok := pluginapi.AsError(err); ok {
+			r := refusal(pe, w.opts.ID)
+			r.Seq = seq
+			return r
+		}
+		w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
+		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}
+	}
+	if !json.Valid(res) {
+		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.HandlerName, req.Op), Handler: op.HandlerName, Worker: w.opts.ID}
+	}
+	return &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID}
+}
