@@ -391,6 +391,9 @@ func (o *Orchestrator) handleWorkerList(w http.ResponseWriter, r *http.Request) 
 
 func (o *Orchestrator) handleWorkers(w http.ResponseWriter, _ *http.Request) {
 	view, _, _ := o.cluster.snapshot()
+	for i := range view {
+		view[i].Runtime = o.rt.Name()
+	}
 	writeJSON(w, 200, view)
 }
 
@@ -398,10 +401,10 @@ func (o *Orchestrator) handleReady(w http.ResponseWriter, _ *http.Request) {
 	_, master, ready := o.cluster.snapshot()
 	switch {
 	case !o.caller.Connected():
-		writeError(w, 503, "not connected to RabbitMQ")
+		writeJSON(w, 503, map[string]string{"error": "not connected to RabbitMQ", "runtime": o.rt.Name()})
 	case !ready:
-		writeError(w, 503, "no master is ready yet")
+		writeJSON(w, 503, map[string]string{"error": "no master is ready yet", "runtime": o.rt.Name()})
 	default:
-		writeJSON(w, 200, map[string]string{"status": "ready", "master": master})
+		writeJSON(w, 200, map[string]string{"status": "ready", "master": master, "runtime": o.rt.Name()})
 	}
 }

@@ -2,14 +2,22 @@ package orchestrator_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/rideshare-dbaas/rideshare/internal/testenv"
+	"github.com/rideshare-dbaas/rideshare/internal/wire"
+	"github.com/rideshare-dbaas/rideshare/orchestrator"
 )
 
 // BenchmarkDBaaS measures db/write and db/read through the orchestrator's
@@ -63,4 +71,111 @@ func concurrently(b *testing.B, clients int, f func()) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkSlaveReplacement measures, per runtime, how long the DBaaS
+// cannot serve reads after its only slave is killed: from crash/slave's
+// answer to the first read answered by the replacement (a new worker,
+// started, registered, loaded with the master's snapshot, consuming
+// readQ). Results: docs/benchmarks.md.
+//
+//	go test -run '^$' -bench BenchmarkSlaveReplacement -benchtime 10x ./orchestrator/
+func BenchmarkSlaveReplacement(b *testing.B) {
+	for _, rt := range []string{"process", "docker"} {
+		b.Run(rt, func(b *testing.B) {
+			var s *stack
+			if rt == "docker" {
+				s, _ = mustStartDockerStack(b)
+			} else {
+				s = mustStartStack(b)
+			}
+			for i := range 50 {
+				s.write("users.add", map[string]any{"username": fmt.Sprintf("u%d", i), "password": "p"})
+			}
+			s.waitShape(1, 60*time.Second)
+			var total time.Duration
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				s.waitShape(1, 60*time.Second)
+				b.StartTimer()
+				st, _, raw := s.call("POST", "/api/v1/crash/slave", nil)
+				killed := time.Now()
+				if st != 200 {
+					b.Fatalf("crash/slave: %d %s", st, raw)
+				}
+				for {
+					st, m := s.read("users.list", nil)
+					if st == 200 {
+						break
+					}
+					if st != 503 {
+						b.Fatalf("read: %d %v", st, m)
+					}
+					if time.Since(killed) > time.Minute {
+						b.Fatal("no read answered within a minute of the kill")
+					}
+				}
+				total += time.Since(killed)
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "s/replacement")
+		})
+	}
+}
+
+// BenchmarkDockerWorkerStart measures the docker runtime's Start: create
+// and start a worker container of the image and read its pid (the time
+// the orchestrator waits), and then the time until the worker in it has
+// registered in ZooKeeper (its process started, plugins loaded). Results:
+// docs/benchmarks.md.
+//
+//	go test -run '^$' -bench BenchmarkDockerWorkerStart -benchtime 10x ./orchestrator/
+func BenchmarkDockerWorkerStart(b *testing.B) {
+	testenv.RequireServers(b)
+	cli := testenv.RequireDocker(b)
+	image := testenv.WorkerImage(b, cli)
+	name := testenv.Name(b)
+	root := "/test-" + name
+	b.Cleanup(func() { cleanupBroker(b, name+"."); cleanupZK(b, root) })
+	rt, err := orchestrator.NewDocker(context.Background(), orchestrator.DockerOptions{
+		Stack: name, Image: image, DataDir: b.TempDir(), Client: cli, Logger: slog.New(slog.DiscardHandler),
+		Args: []string{"--amqp-url", testenv.AMQPURL(), "--zk-servers", strings.Join(testenv.ZKServers(), ","),
+			"--zk-root", root, "--queue-prefix", name + "."},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close(true)
+	conn, _, err := zk.Connect(testenv.ZKServers(), 2*time.Second, zk.WithLogInfo(false), zk.WithLogger(quietZK{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	var started, registered time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		id := fmt.Sprintf("w-bench%d", i)
+		t0 := time.Now()
+		if _, err := rt.Start(context.Background(), id); err != nil {
+			b.Fatal(err)
+		}
+		started += time.Since(t0)
+		for {
+			if ok, _, _ := conn.Exists(wire.WorkersPath(root) + "/" + id); ok {
+				break
+			}
+			if time.Since(t0) > time.Minute {
+				b.Fatalf("worker %s did not register within a minute", id)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		registered += time.Since(t0)
+		b.StopTimer()
+		if err := rt.Stop(context.Background(), id); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(started.Seconds()/float64(b.N), "s/start")
+	b.ReportMetric(registered.Seconds()/float64(b.N), "s/registered")
 }

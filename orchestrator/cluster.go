@@ -67,6 +67,7 @@ type WorkerView struct {
 	// (0 for the master itself).
 	Lag     uint64            `json:"lag"`
 	Plugins []wire.PluginInfo `json:"plugins,omitempty"`
+	Runtime string            `json:"runtime"` // how it runs: Runtime.Name()
 }
 
 func newCluster(o *Orchestrator, zks *zkutil.Session) *cluster {
@@ -351,6 +352,10 @@ func (c *cluster) reconcile(ctx context.Context) error {
 		masterID = id
 	}
 
+	// The view now, before starting workers: a start can take a while (a
+	// container's), and the API must not show a dead master meanwhile.
+	c.publish(alive, zkw, masterID)
+
 	// 2. The slaves.
 	c.mu.Lock()
 	desired := c.desired
@@ -421,6 +426,12 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	}
 
 	// 3. The view the API serves.
+	c.publish(alive, zkw, masterID)
+	return nil
+}
+
+// publish sets the view the API serves from what a reconcile pass found.
+func (c *cluster) publish(alive map[string]int, zkw map[string]wire.WorkerInfo, masterID string) {
 	view := make([]WorkerView, 0, len(alive))
 	ready := false
 	for id, pid := range alive {
@@ -439,7 +450,6 @@ func (c *cluster) reconcile(ctx context.Context) error {
 	c.mu.Lock()
 	c.view, c.masterID, c.ready = view, masterID, ready
 	c.mu.Unlock()
-	return nil
 }
 
 // elect picks the live, ready slave that has applied the most writes (ties:

@@ -35,6 +35,7 @@ func (f *fakeRuntime) Start(_ context.Context, id string) (Instance, error) {
 	f.started = append(f.started, id)
 	return Instance{ID: id, PID: 9000 + len(f.started)}, nil
 }
+func (f *fakeRuntime) Name() string                             { return "fake" }
 func (f *fakeRuntime) Kill(context.Context, string) error       { return nil }
 func (f *fakeRuntime) Stop(context.Context, string) error       { return nil }
 func (f *fakeRuntime) List(context.Context) ([]Instance, error) { return nil, nil }

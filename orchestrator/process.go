@@ -22,7 +22,10 @@ type ProcessOptions struct {
 	Args    []string // arguments every worker gets (broker, ZooKeeper, ...)
 	Env     []string // added to the orchestrator's environment for every worker (secrets go here, not in Args)
 	DataDir string   // each worker gets DataDir/<id>; its log is DataDir/<id>.log
-	Logger  *slog.Logger
+	// KeepDead is how many dead workers' data are kept (default
+	// DefaultKeepDead; negative: none beyond what a restart needs).
+	KeepDead int
+	Logger   *slog.Logger
 	// Grace is how long Stop waits after SIGTERM before SIGKILL.
 	Grace time.Duration
 	// DieWithParent has the kernel kill the workers when this process
@@ -36,6 +39,7 @@ type ProcessOptions struct {
 type Process struct {
 	opts  ProcessOptions
 	log   *slog.Logger
+	data  *workerData
 	exits chan string
 
 	mu      sync.Mutex
@@ -75,10 +79,11 @@ func NewProcess(opts ProcessOptions) (*Process, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+	data, err := newWorkerData(opts.DataDir, opts.KeepDead, -1, opts.Logger)
+	if err != nil {
 		return nil, fmt.Errorf("process runtime: %w", err)
 	}
-	p := &Process{opts: opts, log: opts.Logger, exits: make(chan string, 64), procs: map[string]*proc{}, started: map[string]bool{}}
+	p := &Process{opts: opts, log: opts.Logger, data: data, exits: make(chan string, 64), procs: map[string]*proc{}, started: map[string]bool{}}
 	if opts.DieWithParent {
 		p.spawn = make(chan func())
 		go p.spawner()
@@ -110,13 +115,23 @@ func (p *Process) startCmd(cmd *exec.Cmd) error {
 	return <-errc
 }
 
-// Name is the runtime's name for operators (/api/v1/cluster).
-func (p *Process) Name() string { return "process" }
+// Name is "process".
+func (p *Process) Name() string { return RuntimeProcess }
 
 // Start launches the worker binary.
 func (p *Process) Start(_ context.Context, id string) (Instance, error) {
-	dir := filepath.Join(p.opts.DataDir, id)
-	logf, err := os.OpenFile(filepath.Join(p.opts.DataDir, id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p.mu.Lock()
+	live := map[string]bool{id: true}
+	for w := range p.procs {
+		live[w] = true
+	}
+	p.mu.Unlock()
+	p.data.prune(live)
+	if err := p.data.prepare(id); err != nil {
+		return Instance{}, err
+	}
+	dir := p.data.dir(id)
+	logf, err := os.OpenFile(p.data.logPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return Instance{}, fmt.Errorf("worker log: %w", err)
 	}
@@ -192,8 +207,17 @@ func (p *Process) Kill(ctx context.Context, id string) error {
 	}
 }
 
-// Stop sends SIGTERM, waits up to Grace, then kills.
+// Stop removes a worker on purpose (scale-in): SIGTERM, up to Grace for
+// it to finish what it holds, then SIGKILL; then its data is removed.
 func (p *Process) Stop(ctx context.Context, id string) error {
+	if err := p.stop(ctx, id); err != nil {
+		return err
+	}
+	return p.data.remove(id)
+}
+
+// stop sends SIGTERM, waits up to Grace, then kills.
+func (p *Process) stop(ctx context.Context, id string) error {
 	pr, err := p.get(id)
 	if err != nil {
 		return err
@@ -276,14 +300,15 @@ func (p *Process) CanRevive(id string) bool {
 	if _, err := p.get(id); err == nil {
 		return false
 	}
-	_, err := os.Stat(filepath.Join(p.opts.DataDir, id, "db.sqlite"))
-	return err == nil
+	return p.data.hasDB(id)
 }
 
 // Exits reports workers that ended.
 func (p *Process) Exits() <-chan string { return p.exits }
 
-// Close stops every worker when killAll is set (gracefully, in parallel).
+// Close stops every worker when killAll is set (gracefully, in parallel);
+// their data stays, so that a new orchestrator can start the last master
+// again on its database.
 func (p *Process) Close(killAll bool) error {
 	if !killAll {
 		return nil
@@ -296,7 +321,7 @@ func (p *Process) Close(killAll bool) error {
 		wg.Add(1)
 		go func(id string) {
 			defer wg.Done()
-			_ = p.Stop(ctx, id)
+			_ = p.stop(ctx, id)
 		}(in.ID)
 	}
 	wg.Wait()

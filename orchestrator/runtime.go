@@ -8,12 +8,16 @@ import (
 // Runtime starts, lists and stops workers. The orchestrator owns this
 // interface; process, docker and nomad implementations satisfy it.
 type Runtime interface {
+	// Name is the runtime's name (RuntimeProcess, RuntimeDocker, ...), as
+	// logged and shown by /readyz and /api/v1/workers.
+	Name() string
 	// Start launches a worker with the given id.
 	Start(ctx context.Context, id string) (Instance, error)
 	// Kill stops a worker at once (SIGKILL or the runtime's equivalent).
 	Kill(ctx context.Context, id string) error
-	// Stop stops a worker gracefully (SIGTERM, then kill after a grace
-	// period): it finishes or requeues what it holds.
+	// Stop removes a worker on purpose (scale-in): it stops gracefully
+	// (SIGTERM, then kill after a grace period), finishing or requeueing
+	// what it holds, and the runtime then deletes its data.
 	Stop(ctx context.Context, id string) error
 	// List returns the workers that are alive now.
 	List(ctx context.Context) ([]Instance, error)
@@ -21,7 +25,8 @@ type Runtime interface {
 	// at once instead of waiting for ZooKeeper's session timeout. A runtime
 	// that cannot tell returns nil.
 	Exits() <-chan string
-	// Close releases the runtime; with killAll it also kills every worker.
+	// Close releases the runtime; with killAll it also stops every worker
+	// (keeping their data, so a new orchestrator can revive the last master).
 	Close(killAll bool) error
 }
 

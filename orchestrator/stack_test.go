@@ -87,9 +87,9 @@ func mustStartStackOn(t testing.TB, kind string, tweak ...func(*orchestrator.Opt
 func (s *stack) root() string   { return "/test-" + s.name }
 func (s *stack) prefix() string { return s.name + "." }
 
-// startOrchestrator starts an orchestrator (and with it a process runtime)
-// on the stack's names and data directory; a second one adopts the workers
-// the first left running.
+// startOrchestrator starts an orchestrator (and with it a process runtime,
+// or the one a tweak sets) on the stack's names and data directory; a
+// second one adopts the workers the first left running.
 func (s *stack) startOrchestrator() {
 	t := s.t
 	t.Helper()
@@ -147,7 +147,7 @@ func (s *stack) startOrchestrator() {
 	for _, f := range s.tweak {
 		f(&opts)
 	}
-	s.rt = rt
+	s.rt = opts.Runtime
 	o, err := orchestrator.New(opts)
 	if err != nil {
 		t.Fatal(err)

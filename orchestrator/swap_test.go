@@ -41,20 +41,8 @@ import (
 // migration, which reaches the slaves by replication.
 func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 	testenv.RequireServers(t)
-	bins := buildPlugins(t, "rideshare", "stats")
-
-	// A plugin directory with rideshare only.
-	pluginDir := t.TempDir()
-	installPlugin(t, pluginDir, bins["rideshare"], "rideshare-plugin")
-	writeManifest(t, pluginDir, "rideshare")
-
-	// The stack's workers use that directory; two slaves, fixed, so the
-	// autoscaler starts or stops no worker during the test.
-	workersDir := t.TempDir()
-	var rt *orchestrator.Process
-	s := mustStartStack(t, func(o *orchestrator.Options) {
-		var err error
-		rt, err = orchestrator.NewProcess(orchestrator.ProcessOptions{
+	testSwap(t, func(o *orchestrator.Options, pluginDir, workersDir string) orchestrator.Runtime {
+		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
 			Binary:        testenv.Bin(t, "worker"),
 			DataDir:       workersDir,
 			Logger:        o.Logger,
@@ -67,11 +55,61 @@ func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return rt
+	})
+}
+
+// TestSwap_DockerStatsPluginAddedWithoutRestart is the same swap with the
+// workers in containers: the plugin folder is bind-mounted (read-only)
+// over the image's /plugins, and the workers load and swap the plugins
+// inside their containers (go-plugin's sockets in the tmpfs /tmp) exactly
+// as processes do.
+func TestSwap_DockerStatsPluginAddedWithoutRestart(t *testing.T) {
+	testenv.RequireServers(t)
+	cli := testenv.RequireDocker(t)
+	image := testenv.WorkerImage(t, cli)
+	testSwap(t, func(o *orchestrator.Options, pluginDir, workersDir string) orchestrator.Runtime {
+		stack := strings.TrimPrefix(o.ZKRoot, "/")
+		t.Cleanup(func() {
+			if left := testenv.StackContainers(t, cli, stack); len(left) > 0 {
+				t.Errorf("containers left behind: %v", left)
+			}
+		})
+		rt, err := orchestrator.NewDocker(context.Background(), orchestrator.DockerOptions{
+			Stack: stack, Image: image, DataDir: workersDir, PluginDir: pluginDir, Logger: o.Logger, Client: cli,
+			Args: []string{"--amqp-url", o.AMQPURL, "--zk-servers", strings.Join(o.ZKServers, ","),
+				"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s", "--log-level", "debug"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	})
+}
+
+// testSwap runs the swap with the runtime newRuntime makes, whose workers
+// load their plugins from pluginDir and keep their data in workersDir.
+func testSwap(t *testing.T, newRuntime func(o *orchestrator.Options, pluginDir, workersDir string) orchestrator.Runtime) {
+	bins := buildPlugins(t, "rideshare", "stats")
+
+	// A plugin directory with rideshare only, readable by every worker
+	// (containers run them as another user).
+	pluginDir := t.TempDir()
+	if err := os.Chmod(pluginDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	installPlugin(t, pluginDir, bins["rideshare"], "rideshare-plugin")
+	writeManifest(t, pluginDir, "rideshare")
+
+	// The stack's workers use that directory; two slaves, fixed, so the
+	// autoscaler starts or stops no worker during the test.
+	workersDir := t.TempDir()
+	s := mustStartStack(t, func(o *orchestrator.Options) {
+		rt := newRuntime(o, pluginDir, workersDir)
 		t.Cleanup(func() { _ = rt.Close(true) }) // if the stack never comes up
 		o.Runtime = rt
 		o.Scale.MinSlaves, o.Scale.MaxSlaves = 2, 2
 	})
-	s.rt = rt // the stack's cleanup stops these workers
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpWorkerLogs(t, workersDir)
@@ -298,7 +336,7 @@ func loadedStats(t *testing.T, dir, id string) bool {
 	}) > 0
 }
 
-func dumpWorkerLogs(t *testing.T, dir string) {
+func dumpWorkerLogs(t testing.TB, dir string) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	for _, f := range files {
 		b, _ := os.ReadFile(f)

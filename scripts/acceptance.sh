@@ -12,6 +12,9 @@
 #   ACCEPTANCE_NAME, ACCEPTANCE_PORT_BASE  the stack's NAME and port base
 #                    (default acc and 18000), so that two checkouts on one
 #                    machine can run the suite at once
+#   RUNTIME          process (default) or docker: the stack's runtime (see
+#                    scripts/stack.sh); with docker, the run also checks
+#                    that no container of the stack is left at its end
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +28,10 @@ name=${ACCEPTANCE_NAME:-acc}
 port_base=${ACCEPTANCE_PORT_BASE:-18000}
 scale_window_s=10
 
+RUNTIME=${RUNTIME:-process}
+stack_pick_runtime
 make -C "$repo" --no-print-directory servers build traefik
+[ "$STACK_RUNTIME" = docker ] && make -C "$repo" --no-print-directory images
 
 # A run killed too hard to clean up leaves its stack behind: stop it first.
 last=${TMPDIR:-/tmp}/rideshare-acceptance-$name.last
@@ -39,6 +45,13 @@ finish() {
   local rc=$?
   trap '' INT TERM PIPE
   stack_stop
+  # Stopping the stack must leave no container: the orchestrator stops
+  # and removes its workers, `docker run --rm` the others.
+  if [ "$STACK_RUNTIME" = docker ] && [ "$ok" -eq 1 ] && [ -n "${STACK_REAPED:-}" ]; then
+    stack_err "containers of stack $name were left behind (removed now): $STACK_REAPED"
+    ok=0
+    rc=1
+  fi
   if [ "$ok" -ne 1 ]; then
     stack_err "acceptance failed (status $rc); the stack's logs:"
     stack_tail_all

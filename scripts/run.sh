@@ -12,14 +12,19 @@
 # RUN_ORCH_ARGS adds orchestrator flags (words split on spaces, e.g.
 # "--min-slaves 8 --max-slaves 8"), and RUN_SKIP_MAKE=1 skips `make servers
 # build traefik` (the caller did it: make bench runs two stacks at once).
+# RUNTIME=process|docker picks how it runs (default: docker when the Docker
+# daemon answers, else process; see scripts/stack.sh): with docker, the
+# workers, the orchestrator, users and rides are containers (`make images`).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/stack.sh
 source "$repo/scripts/stack.sh"
 
+stack_pick_runtime
 if [ "${RUN_SKIP_MAKE:-}" != 1 ]; then
   make -C "$repo" --no-print-directory servers build traefik
+  [ "$STACK_RUNTIME" = docker ] && make -C "$repo" --no-print-directory images
 fi
 read -r -a STACK_ORCH_ARGS <<<"${RUN_ORCH_ARGS:-}"
 

@@ -23,8 +23,18 @@
 # expects. With RIDESHARE_ADMIN_TOKEN_FILE (or RIDESHARE_ADMIN_TOKEN) in the
 # environment, the orchestrator requires that token and the services send it.
 #
-# Each process runs in its own session (setsid), so its pid is its process
-# group: a Ctrl-C in the terminal reaches only the caller, whose trap calls
+# RUNTIME (process or docker; stack_pick_runtime resolves it, default:
+# docker when the daemon answers) says how the stack runs. process: every
+# component is a process of bin/, the workers too. docker: the orchestrator,
+# users and rides run as containers of the images `make images` built
+# (IMAGE_TAG, default dev; host network, so every port stays on 127.0.0.1),
+# and the orchestrator runs the workers as containers (docker runtime), with
+# bin/plugins mounted as their plugin folder; Traefik, RabbitMQ and ZooKeeper
+# run as in process mode. Every container is labelled rideshare.stack=NAME,
+# and stack_stop removes whatever container of NAME is left.
+#
+# Each process (for a container: its `docker run`) runs in its own session
+# (setsid), so its pid is its process group: a Ctrl-C in the terminal reaches only the caller, whose trap calls
 # stack_stop, which sends SIGTERM to each process, then to its whole group
 # (whatever it left behind), then SIGKILL after a grace period.
 #
@@ -41,6 +51,48 @@ STACK_STOP_GRACE=${STACK_STOP_GRACE:-15}
 
 # Components in start order; stack_stop goes the other way.
 STACK_COMPONENTS=(orchestrator users rides traefik)
+STACK_RUNTIME=${RUNTIME:-process}
+STACK_IMAGE_TAG=${IMAGE_TAG:-dev}
+
+# stack_docker_ok: the Docker daemon answers.
+stack_docker_ok() { command -v docker >/dev/null && timeout 20 docker info >/dev/null 2>&1; }
+
+# stack_pick_runtime: resolves RUNTIME (empty: docker when the daemon
+# answers, else process) into STACK_RUNTIME.
+stack_pick_runtime() {
+  case "${RUNTIME:-}" in
+    process | docker) STACK_RUNTIME=$RUNTIME ;;
+    "") if stack_docker_ok; then STACK_RUNTIME=docker; else STACK_RUNTIME=process; fi ;;
+    *) stack_err "RUNTIME=$RUNTIME: want process or docker"; return 1 ;;
+  esac
+  if [ "$STACK_RUNTIME" = docker ] && ! stack_docker_ok; then
+    stack_err "RUNTIME=docker, but the Docker daemon does not answer (docker info)"
+    return 1
+  fi
+  stack_log "runtime: $STACK_RUNTIME"
+}
+
+# stack_docker_run NAME IMAGE ARGS...: sets CMD to run component NAME as a
+# container in the foreground (`docker run` forwards SIGTERM to it and
+# removes it when it ends), on the host network, read-only, unprivileged.
+stack_docker_run() {
+  local name=$1 image=$2
+  shift 2
+  CMD=(docker run --rm --name "rideshare-$STACK_NAME-$name"
+    --label "rideshare.stack=$STACK_NAME" --label "rideshare.role=$name"
+    --network host --read-only --cap-drop ALL --security-opt no-new-privileges
+    "${STACK_DOCKER_EXTRA[@]}" "rideshare/$image:$STACK_IMAGE_TAG" "$@")
+  STACK_DOCKER_EXTRA=()
+}
+STACK_DOCKER_EXTRA=()
+
+# stack_docker_socket: the daemon's Unix socket on this host.
+stack_docker_socket() {
+  case "${DOCKER_HOST:-}" in
+    unix://*) echo "${DOCKER_HOST#unix://}" ;;
+    *) echo /var/run/docker.sock ;;
+  esac
+}
 
 # ---- The binaries' command lines: the one place to adjust their flags. ----
 # Each sets the array CMD. Ports and names come from stack_start's variables.
@@ -48,6 +100,37 @@ STACK_COMPONENTS=(orchestrator users rides traefik)
 # e.g. (--min-slaves 8 --max-slaves 8 --pprof 127.0.0.1:48090).
 
 cmd_orchestrator() {
+  if [ "$STACK_RUNTIME" = docker ]; then
+    # The daemon's socket, and the workers' data folder at its host path
+    # (the daemon resolves bind mounts on the host); as 65534 with the
+    # socket's group.
+    local sock
+    sock=$(stack_docker_socket)
+    STACK_DOCKER_EXTRA=(--user 65534:65534 --group-add "$(stat -c %g "$sock")"
+      -v "$sock:/var/run/docker.sock" -v "$STACK_DIR/dbaas:$STACK_DIR/dbaas")
+    # The broker URL holds the stack's password: it reaches the container
+    # through the environment of its `docker run` (-e NAME copies the
+    # value), never on a command line; the orchestrator hands it to the
+    # workers' containers the same way.
+    RIDESHARE_AMQP_URL=$(cat "$STACK_DIR/amqp.url")
+    export RIDESHARE_AMQP_URL
+    STACK_DOCKER_EXTRA+=(-e RIDESHARE_AMQP_URL)
+    stack_docker_run orchestrator orchestrator \
+      --listen "127.0.0.1:$STACK_ORCH_PORT" \
+      --dev \
+      --traefik-api "$STACK_API_URL" \
+      --zk-servers "$STACK_ZK_SERVERS" \
+      --zk-root "/rideshare-$STACK_NAME" \
+      --queue-prefix "$STACK_NAME." \
+      --runtime docker \
+      --stack "$STACK_NAME" \
+      --worker-image "rideshare/worker:$STACK_IMAGE_TAG" \
+      --worker-plugin-dir "$STACK_BIN/plugins" \
+      --data-dir "$STACK_DIR/dbaas" \
+      --scale-window "$STACK_SCALE_WINDOW" \
+      ${STACK_ORCH_ARGS[@]+"${STACK_ORCH_ARGS[@]}"}
+    return
+  fi
   CMD=("$STACK_BIN/orchestrator"
     --listen "127.0.0.1:$STACK_ORCH_PORT"
     --dev
@@ -64,17 +147,25 @@ cmd_orchestrator() {
 }
 
 cmd_users() {
-  CMD=("$STACK_BIN/users"
-    --listen "127.0.0.1:$STACK_USERS_PORT"
+  local args=(--listen "127.0.0.1:$STACK_USERS_PORT"
     --dbaas-url "$STACK_ORCH_URL")
+  if [ "$STACK_RUNTIME" = docker ]; then
+    stack_docker_run users users "${args[@]}"
+  else
+    CMD=("$STACK_BIN/users" "${args[@]}")
+  fi
 }
 
 cmd_rides() {
-  CMD=("$STACK_BIN/rides"
-    --listen "127.0.0.1:$STACK_RIDES_PORT"
+  local args=(--listen "127.0.0.1:$STACK_RIDES_PORT"
     --dbaas-url "$STACK_ORCH_URL"
     --users-url "$STACK_LB_URL"
     --public-url "$STACK_RIDES_URL")
+  if [ "$STACK_RUNTIME" = docker ]; then
+    stack_docker_run rides rides "${args[@]}"
+  else
+    CMD=("$STACK_BIN/rides" "${args[@]}")
+  fi
 }
 
 cmd_traefik() { # STATE_DIR
@@ -148,22 +239,26 @@ stack_is_routed() { case "$1" in 000 | 404 | 502 | 503 | 504) return 1 ;; esac; 
 
 # stack_pid NAME: the pid of a running component of this STACK_DIR, from its
 # pid file, checked against the process's command line (stale files and
-# reused pids print nothing).
+# reused pids print nothing): it must hold the marker stack_spawn wrote (the
+# binary's path, or the container's name for a `docker run`).
 stack_pid() {
-  local file=$STACK_DIR/pids/$1.pid pid
+  local file=$STACK_DIR/pids/$1.pid pid mark=$STACK_BIN/$1
   [ -s "$file" ] || return 0
   pid=$(cat "$file" 2>/dev/null) || return 0
   [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$STACK_BIN/$1" && echo "$pid"
+  [ -s "$STACK_DIR/pids/$1.mark" ] && mark=$(cat "$STACK_DIR/pids/$1.mark" 2>/dev/null)
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$mark" && echo "$pid"
   return 0
 }
 
 # stack_spawn NAME CMD...: starts CMD in the background, in its own session,
 # logging to STATE_DIR/logs/NAME.log.
 stack_spawn() {
-  local name=$1 pid
+  local name=$1 pid mark=$2
   shift
-  [ -x "$1" ] || { stack_err "$name: $1 is missing (make build / make traefik)"; return 1; }
+  command -v "$1" >/dev/null || { stack_err "$name: $1 is missing (make build / make traefik)"; return 1; }
+  [ "$1" = docker ] && mark="--name rideshare-$STACK_NAME-$name"
+  printf '%s' "$mark" >"$STACK_DIR/pids/$name.mark"
   stack_log "starting $name: $*"
   # Not a process-group leader (no job control here), so setsid does not fork:
   # $! is the component's pid and its process group.
@@ -242,7 +337,22 @@ stack_kill() {
     # Reap it when it is our child, so that no zombie outlives the stack.
     wait "$pid" 2>/dev/null || true
   fi
-  rm -f "$STACK_DIR/pids/$name.pid"
+  rm -f "$STACK_DIR/pids/$name.pid" "$STACK_DIR/pids/$name.mark"
+}
+
+# stack_docker_reap: removes every container of this stack's NAME that is
+# left (a `docker run` killed before its container stopped; workers of an
+# orchestrator that died). STACK_REAPED lists what it had to remove.
+stack_docker_reap() {
+  local ids
+  STACK_REAPED=""
+  command -v docker >/dev/null && [ -n "${STACK_NAME:-}" ] || return 0
+  ids=$(timeout 30 docker ps -aq --filter "label=rideshare.stack=$STACK_NAME" 2>/dev/null) || return 0
+  [ -n "$ids" ] || return 0
+  STACK_REAPED=$(timeout 30 docker ps -a --filter "label=rideshare.stack=$STACK_NAME" --format '{{.Names}} ({{.State}})' 2>/dev/null | tr '\n' ' ') || true
+  stack_log "removing the containers left by stack $STACK_NAME: $STACK_REAPED"
+  # shellcheck disable=SC2086 # one id per word
+  timeout 60 docker rm -f $ids >/dev/null 2>&1 || stack_err "could not remove containers $ids"
 }
 
 # ---- the stack ----
@@ -282,6 +392,15 @@ stack_start() {
   local port
   stack_config "$@"
   mkdir -p "$STACK_DIR/logs" "$STACK_DIR/pids" "$STACK_DIR/dbaas" "$STACK_DIR/traefik"
+  if [ "$STACK_RUNTIME" = docker ]; then
+    # The orchestrator's container (user 65534) makes the workers' folders.
+    chown 65534:65534 "$STACK_DIR/dbaas" || { stack_err "cannot give $STACK_DIR/dbaas to uid 65534 (run as root)"; return 1; }
+    local c
+    for c in orchestrator worker users rides; do
+      docker image inspect "rideshare/$c:$STACK_IMAGE_TAG" >/dev/null 2>&1 ||
+        { stack_err "image rideshare/$c:$STACK_IMAGE_TAG is missing (make images)"; return 1; }
+    done
+  fi
   # One stack per STATE_DIR: the lock is held until this shell exits.
   exec {STACK_LOCK_FD}>>"$STACK_DIR/.lock"
   if ! flock -n "$STACK_LOCK_FD"; then
@@ -292,6 +411,7 @@ stack_start() {
   # Holding the lock, whatever the pid files name was left by a run that
   # died without stopping its stack.
   stack_stop
+  echo "$STACK_NAME" >"$STACK_DIR/pids/stack.name"
 
   # Retried: on a loaded machine a connect can miss its timeout.
   local end=$((SECONDS + 20))
@@ -313,6 +433,7 @@ stack_start() {
 
   cmd_orchestrator
   stack_spawn orchestrator "${CMD[@]}" || return 1
+  unset RIDESHARE_AMQP_URL # the orchestrator's container has it; nobody else needs it
   stack_wait orchestrator "$STACK_ORCH_URL/healthz" stack_is_200 "GET /healthz is 200" || return 1
   stack_wait orchestrator "$STACK_ORCH_URL/readyz" stack_is_200 "GET /readyz is 200 (a master is up)" || return 1
 
@@ -337,14 +458,16 @@ stack_stop() {
     [ -n "$(stack_pid "${STACK_COMPONENTS[i]}")" ] && stopped=1
     stack_kill "${STACK_COMPONENTS[i]}"
   done
+  stack_docker_reap
   if [ -n "$stopped" ]; then stack_log "stopped the stack in $STACK_DIR"; fi
 }
 
 # stack_reap DIR: stops what a run that died (kill -9) left in DIR; a live
 # run's stack (holding DIR's lock) is left alone.
 stack_reap() {
-  local STACK_DIR=$1 STACK_LOCKED=1 fd
+  local STACK_DIR=$1 STACK_LOCKED=1 fd STACK_NAME=""
   [ -d "$STACK_DIR/pids" ] || return 0
+  STACK_NAME=$(cat "$STACK_DIR/pids/stack.name" 2>/dev/null) || true
   exec {fd}>>"$STACK_DIR/.lock"
   if flock -n "$fd"; then stack_stop; fi
   exec {fd}>&-

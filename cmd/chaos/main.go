@@ -43,6 +43,8 @@ func main() {
 	flag.StringVar(&o.URL, "url", "", "attach to this orchestrator instead of starting one (e.g. http://127.0.0.1:8000)")
 	flag.StringVar(&o.OrchestratorBin, "orchestrator-binary", filepath.Join(bin, "orchestrator"), "orchestrator binary (own stack)")
 	flag.StringVar(&o.WorkerBin, "worker-binary", filepath.Join(bin, "worker"), "worker binary (own stack)")
+	flag.StringVar(&o.Runtime, "runtime", "process", "own stack's runtime: process or docker (workers as containers)")
+	flag.StringVar(&o.WorkerImage, "worker-image", "rideshare/worker:dev", "worker image (own stack, docker runtime; make images)")
 	flag.Var(&extra, "orchestrator-arg", "extra argument for the own orchestrator (repeatable)")
 	flag.StringVar(&o.DataDir, "data-dir", "", "process runtime data dir (own stack: default a temp dir; attached: needed for the replica checksums)")
 	flag.BoolVar(&o.KeepData, "keep-data", false, "keep the own stack's data dir and logs (always kept on failure)")

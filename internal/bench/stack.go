@@ -119,6 +119,9 @@ func startStack(ctx context.Context, opts StackOptions) (*Stack, error) {
 		"RUN_SCALE_WINDOW=1h",
 		"RUN_ORCH_ARGS="+strings.Join(orchArgs, " "),
 		"RUN_SKIP_MAKE=1",
+		// Processes, whatever else the machine offers: the bench reads
+		// their pids, RSS and profiles from this host.
+		"RUNTIME=process",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C reaches the bench only, which then

@@ -51,6 +51,10 @@ type Options struct {
 	URL             string
 	OrchestratorBin string
 	WorkerBin       string
+	// Runtime is how an own orchestrator runs its workers: "process"
+	// (default, WorkerBin) or "docker" (containers of WorkerImage).
+	Runtime     string
+	WorkerImage string
 	// DataDir is the process runtime's data dir (<DataDir>/<worker id>/db.sqlite).
 	// For an own stack it defaults to a fresh temporary directory; when
 	// attaching, without it the replica checksums are skipped.
@@ -173,6 +177,17 @@ func (o *Options) defaults() error {
 	}
 	if o.URL == "" && (o.OrchestratorBin == "" || o.WorkerBin == "") {
 		return errors.New("chaos: either URL or OrchestratorBin and WorkerBin are required")
+	}
+	switch o.Runtime {
+	case "":
+		o.Runtime = "process"
+	case "process":
+	case "docker":
+		if o.URL == "" && o.WorkerImage == "" {
+			return errors.New("chaos: the docker runtime needs WorkerImage")
+		}
+	default:
+		return fmt.Errorf("chaos: runtime %q: want process or docker", o.Runtime)
 	}
 	return nil
 }

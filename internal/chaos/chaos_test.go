@@ -27,17 +27,38 @@ func TestChaosShort(t *testing.T) {
 		t.Skip("chaos run skipped in -short mode")
 	}
 	testenv.RequireServers(t)
-	orch := testenv.Bin(t, "orchestrator")
-	worker := testenv.Bin(t, "worker")
-	var logs bytes.Buffer
-	o := Options{
-		OrchestratorBin: orch,
-		WorkerBin:       worker,
-		DataDir:         t.TempDir(),
-		AMQPURL:         testenv.AMQPURL(),
-		ZKServers:       testenv.ZKServers(),
-		Logger:          slog.New(slog.NewTextHandler(&syncWriter{buf: &logs}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	testChaosShort(t, Options{Runtime: "process"})
+}
+
+// TestChaosShortDocker is the same run with the workers as containers
+// (docker runtime): the kills go through the Docker API, the ZooKeeper
+// expiries SIGSTOP the containers' processes by their host pids, and the
+// replicas are checked in the bind-mounted data folders. At the end no
+// container of the run is left.
+func TestChaosShortDocker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run skipped in -short mode")
 	}
+	testenv.RequireServers(t)
+	cli := testenv.RequireDocker(t)
+	o := Options{Runtime: "docker", WorkerImage: testenv.WorkerImage(t, cli)}
+	c := testChaosShort(t, o)
+	if c != nil {
+		if left := testenv.StackContainers(t, cli, "chaos-"+c.RunID()); len(left) > 0 {
+			t.Errorf("containers left behind: %v", left)
+		}
+	}
+}
+
+// testChaosShort runs the short variant with o's runtime settings.
+func testChaosShort(t *testing.T, o Options) *Chaos {
+	var logs bytes.Buffer
+	o.OrchestratorBin = testenv.Bin(t, "orchestrator")
+	o.WorkerBin = testenv.Bin(t, "worker")
+	o.DataDir = t.TempDir()
+	o.AMQPURL = testenv.AMQPURL()
+	o.ZKServers = testenv.ZKServers()
+	o.Logger = slog.New(slog.NewTextHandler(&syncWriter{buf: &logs}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	Short(&o)
 	c, err := New(o)
 	if err != nil {
@@ -79,6 +100,7 @@ func TestChaosShort(t *testing.T) {
 	if rep.Writes.Acked == 0 {
 		t.Error("no write was acknowledged during the run")
 	}
+	return c
 }
 
 func dumpStackLogs(t *testing.T, dir string) {

@@ -108,7 +108,7 @@ func (c *Chaos) startOrchestrator(s *stack) error {
 		"--zk-root", s.zkRoot,
 		"--zk-timeout", o.ZKTimeout.String(),
 		"--queue-prefix", s.prefix,
-		"--runtime", "process",
+		"--runtime", o.Runtime,
 		"--worker-binary", o.WorkerBin,
 		"--data-dir", workers,
 		"--scale-window", o.ScaleWindow.String(),
@@ -117,6 +117,10 @@ func (c *Chaos) startOrchestrator(s *stack) error {
 		// The chain of Pdeathsig: this run → its orchestrator → the
 		// workers → their plugins. Nothing outlives a run, however it dies.
 		"--workers-die-with-orchestrator",
+	}
+	if o.Runtime == "docker" {
+		// Its containers carry the run's name (rideshare.stack label).
+		args = append(args, "--worker-image", o.WorkerImage, "--stack", "chaos-"+c.runID)
 	}
 	args = append(args, o.OrchestratorArgs...)
 	s.logPath = filepath.Join(s.dataDir, "orchestrator.log")

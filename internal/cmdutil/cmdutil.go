@@ -1,10 +1,14 @@
-// Package cmdutil holds what every binary's main needs: a structured
-// logger and a context cancelled by SIGINT or SIGTERM.
+// Package cmdutil holds what every binary's main needs: flags that can
+// also come from the environment, a structured logger and a context
+// cancelled by SIGINT or SIGTERM.
 package cmdutil
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -15,11 +19,16 @@ import (
 // Logger returns a JSON slog logger on stderr at level ("debug", "info",
 // "warn", "error"), with the component's name on every line.
 func Logger(component, level string) (*slog.Logger, error) {
+	return LoggerTo(os.Stderr, component, level)
+}
+
+// LoggerTo is Logger writing to w.
+func LoggerTo(w io.Writer, component, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
 	return slog.New(h).With("component", component), nil
 }
 
@@ -34,4 +43,45 @@ func Exit(component string, err error, code int) {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", component, err)
 	}
 	os.Exit(code)
+}
+
+// EnvName is the environment variable that sets flag name of component
+// when the command line does not: the component and the flag upper-cased,
+// '-' turned into '_' ("worker", "amqp-url" → WORKER_AMQP_URL). One
+// variable per component, so a worker started by an orchestrator does not
+// take the orchestrator's settings from the environment it inherits.
+func EnvName(component, name string) string {
+	return strings.ToUpper(strings.ReplaceAll(component+"_"+name, "-", "_"))
+}
+
+// ParseFlags parses args into fs, then sets every flag the command line
+// did not set from its environment variable (EnvName), if that is set: the
+// same binary is configured by flags under the process runtime and by
+// environment in a container or a jobspec. The command line wins. A bad
+// value in the environment is an error that names the variable. Each
+// flag's usage text says which variable sets it.
+func ParseFlags(fs *flag.FlagSet, component string, args []string) error {
+	fs.VisitAll(func(f *flag.Flag) {
+		f.Usage += " [$" + EnvName(component, f.Name) + "]"
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		env := EnvName(component, f.Name)
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+		}
+	})
+	return errors.Join(errs...)
 }

@@ -190,6 +190,12 @@ func (m Manifest) WriteFile(path string) error {
 		tmp.Close()
 		return err
 	}
+	// Readable by every worker: in a container a worker runs as another
+	// user than whoever ships the plugins (CreateTemp makes it 0600).
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rideshare-dbaas/rideshare/internal/adminauth"
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
+	"github.com/rideshare-dbaas/rideshare/internal/images"
 	"github.com/rideshare-dbaas/rideshare/internal/profiling"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 	"github.com/rideshare-dbaas/rideshare/orchestrator"
@@ -29,6 +30,8 @@ func main() {
 		keep       bool
 		amqpFile   string
 		tokenFile  string
+		docker     orchestrator.DockerOptions
+		keepDead   int
 		dieWith    bool
 		nomadOpts  orchestrator.NomadOptions
 		pprofAddr  string
@@ -44,12 +47,16 @@ func main() {
 	flag.StringVar(&opts.ZKRoot, "zk-root", "/rideshare", "ZooKeeper root of this DBaaS")
 	flag.DurationVar(&opts.ZKTimeout, "zk-timeout", 2*time.Second, "ZooKeeper session timeout (workers get the same)")
 	flag.StringVar(&opts.QueuePrefix, "queue-prefix", "", "prefix of every queue and exchange name")
-	flag.StringVar(&runtime, "runtime", "process", "how workers run: process, nomad (the allocations of a Nomad job's group), or auto (nomad when a Nomad agent answers, else process)")
+	flag.StringVar(&runtime, "runtime", orchestrator.RuntimeAuto, "how workers run: auto (Nomad when an address is configured and it answers, else Docker when its daemon answers, else process), process, docker or nomad (the allocations of a Nomad job's group)")
 	flag.StringVar(&nomadOpts.Address, "nomad-addr", os.Getenv("NOMAD_ADDR"), "Nomad HTTP API (nomad runtime; default NOMAD_ADDR, else http://127.0.0.1:4646)")
 	flag.StringVar(&nomadOpts.Job, "nomad-job", orchestrator.DefaultNomadJob, "the Nomad job whose group holds the workers (nomad runtime)")
 	flag.StringVar(&nomadOpts.Group, "nomad-group", orchestrator.DefaultNomadGroup, "the job's task group of workers (nomad runtime)")
-	flag.StringVar(&workerBin, "worker-binary", defaultWorkerBinary(), "worker binary (process runtime)")
-	flag.StringVar(&dataDir, "data-dir", ".data/dbaas", "where workers keep their databases and logs (process runtime)")
+	flag.StringVar(&workerBin, "worker-binary", defaultWorkerBinary(), "worker binary (process runtime; its folder also builds a missing worker image)")
+	flag.StringVar(&dataDir, "data-dir", ".data/dbaas", "host folder where workers keep their databases and logs")
+	flag.IntVar(&keepDead, "keep-dead-workers", orchestrator.DefaultKeepDead, "how many dead workers' data to keep")
+	flag.StringVar(&docker.Image, "worker-image", images.Ref("worker", images.DefaultTag), "worker image (docker runtime)")
+	flag.StringVar(&docker.Stack, "stack", "", "name of this DBaaS's containers, label rideshare.stack (docker runtime; default from --zk-root)")
+	flag.StringVar(&docker.PluginDir, "worker-plugin-dir", "", "host folder mounted over the worker image's /plugins, to ship plugins into running workers (docker runtime; default: the image's own)")
 	flag.StringVar(&workerLogs, "worker-log-level", "info", "workers' log level")
 	flag.DurationVar(&opts.WriteTimeout, "write-timeout", 10*time.Second, "how long db/write waits for the master")
 	flag.DurationVar(&opts.ReadTimeout, "read-timeout", 10*time.Second, "how long db/read waits for a slave")
@@ -58,11 +65,13 @@ func main() {
 	flag.IntVar(&opts.Scale.MinSlaves, "min-slaves", 1, "fewest slaves")
 	flag.IntVar(&opts.Scale.MaxSlaves, "max-slaves", 8, "most slaves")
 	flag.BoolVar(&keep, "keep-workers", false, "leave workers running when the orchestrator stops (a new one adopts them)")
-	flag.BoolVar(&dieWith, "workers-die-with-orchestrator", false, "have the kernel kill the workers when the orchestrator dies, however it dies (tests: nothing outlives them); off in production, where workers outlive a crashed orchestrator")
+	flag.BoolVar(&dieWith, "workers-die-with-orchestrator", false, "have the kernel kill the workers when the orchestrator dies, however it dies (process runtime; tests: nothing outlives them); off in production, where workers outlive a crashed orchestrator")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&pprofAddr, "pprof", "", "serve Go profiles (/debug/pprof/) on this loopback address (off when empty)")
 	flag.StringVar(&workerProf, "worker-pprof", "", "the workers' --pprof address (127.0.0.1:0: each picks a port; off when empty)")
-	flag.Parse()
+	if err := cmdutil.ParseFlags(flag.CommandLine, "orchestrator", os.Args[1:]); err != nil {
+		cmdutil.Exit("orchestrator", err, 2)
+	}
 
 	log, err := cmdutil.Logger("orchestrator", logLevel)
 	if err != nil {
@@ -90,47 +99,46 @@ func main() {
 	if workerProf != "" {
 		workerArgs = append(workerArgs, "--pprof", workerProf)
 	}
-	if runtime == "auto" {
-		// A Nomad agent that answers wins, when an address is configured;
-		// else the process runtime.
-		runtime = "process"
-		if nomadOpts.Address != "" {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			if err := orchestrator.NomadAnswers(ctx, nomadOpts.Address); err == nil {
-				runtime = "nomad"
-			} else {
-				log.Warn("nomad does not answer; not using the nomad runtime", "err", err)
-			}
-			cancel()
-		}
+	ctx, stop := cmdutil.SignalContext()
+	defer stop()
+	rtLog := log.With("subsystem", "runtime")
+	probes := orchestrator.Probes{Docker: orchestrator.DockerProbe}
+	if nomadOpts.Address != "" {
+		probes.Nomad = func(ctx context.Context) error { return orchestrator.NomadAnswers(ctx, nomadOpts.Address) }
 	}
-	log.Info("worker runtime", "runtime", runtime)
-	switch runtime {
-	case "nomad":
-		nomadOpts.Logger = log.With("subsystem", "runtime")
-		rt, err := orchestrator.NewNomad(nomadOpts)
-		if err != nil {
-			cmdutil.Exit("orchestrator", err, 2)
-		}
-		opts.Runtime = rt
-	case "process":
-		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
-			Binary: workerBin, Args: workerArgs, Env: workerEnv, DataDir: dataDir, Logger: log.With("subsystem", "runtime"),
+	name, why, err := orchestrator.PickRuntime(ctx, runtime, probes)
+	if err != nil {
+		cmdutil.Exit("orchestrator", err, 2)
+	}
+	log.Info("runtime chosen", "runtime", name, "why", why)
+	switch name {
+	case orchestrator.RuntimeProcess:
+		opts.Runtime, err = orchestrator.NewProcess(orchestrator.ProcessOptions{
+			Binary: workerBin, Args: workerArgs, Env: workerEnv, DataDir: dataDir, KeepDead: keepDead, Logger: rtLog,
 			DieWithParent: dieWith,
 		})
-		if err != nil {
-			cmdutil.Exit("orchestrator", err, 2)
+	case orchestrator.RuntimeDocker:
+		docker.Args, docker.Env, docker.DataDir, docker.KeepDead, docker.Logger = workerArgs, workerEnv, dataDir, keepDead, rtLog
+		if docker.Stack == "" {
+			docker.Stack = strings.Trim(strings.ReplaceAll(opts.ZKRoot, "/", "-"), "-")
 		}
-		opts.Runtime = rt
+		if _, serr := os.Stat(workerBin); serr == nil {
+			docker.BuildFrom = filepath.Dir(workerBin)
+		}
+		opts.Runtime, err = orchestrator.NewDocker(ctx, docker)
+	case orchestrator.RuntimeNomad:
+		nomadOpts.Logger = rtLog
+		opts.Runtime, err = orchestrator.NewNomad(nomadOpts)
 	default:
-		cmdutil.Exit("orchestrator", fmt.Errorf("unknown runtime %q (want process, nomad or auto)", runtime), 2)
+		err = fmt.Errorf("unknown runtime %q", name)
+	}
+	if err != nil {
+		cmdutil.Exit("orchestrator", err, 2)
 	}
 	o, err := orchestrator.New(opts)
 	if err != nil {
 		cmdutil.Exit("orchestrator", err, 2)
 	}
-	ctx, stop := cmdutil.SignalContext()
-	defer stop()
 	if pprofAddr != "" {
 		if _, err := profiling.Serve(ctx, pprofAddr, log.With("subsystem", "pprof")); err != nil {
 			cmdutil.Exit("orchestrator", err, 2)

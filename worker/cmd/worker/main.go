@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -82,6 +83,7 @@ func main() {
 		pprof    string
 		amqpFile string
 		pubFile  string
+		logFile  string
 	)
 	flag.StringVar(&opts.ID, "id", "", "worker id (unique; the orchestrator sets it)")
 	flag.StringVar(&opts.DataDir, "data-dir", "", "directory of this worker's database")
@@ -100,9 +102,21 @@ func main() {
 	flag.StringVar(&pprof, "pprof", "", "serve Go profiles (/debug/pprof/) on this loopback address (port 0 picks one; off when empty)")
 	flag.StringVar(&plugins.Manifest, "plugin-manifest", "", "plugin manifest (default <plugin-dir>/"+pluginhost.ManifestName+"), signed in <manifest>.sig")
 	flag.StringVar(&pubFile, "plugin-pubkey", "", "public key that signs the plugin manifest, outside the plugin directory (default $"+pluginsig.EnvPublicKeyFile+", $"+pluginsig.EnvPublicKey+", else "+pluginPubName+" beside this binary)")
-	flag.Parse()
+	flag.StringVar(&logFile, "log-file", "", "also append the log to this file (a container's log outlives the container)")
+	if err := cmdutil.ParseFlags(flag.CommandLine, "worker", os.Args[1:]); err != nil {
+		cmdutil.Exit("worker", err, 2)
+	}
 
-	log, err := cmdutil.Logger("worker", logLevel)
+	var logOut io.Writer = os.Stderr
+	if logFile != "" {
+		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			cmdutil.Exit("worker", fmt.Errorf("log file: %w", err), 2)
+		}
+		defer f.Close()
+		logOut = io.MultiWriter(os.Stderr, f)
+	}
+	log, err := cmdutil.LoggerTo(logOut, "worker", logLevel)
 	if err != nil {
 		cmdutil.Exit("worker", err, 2)
 	}

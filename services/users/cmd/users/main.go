@@ -3,12 +3,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 	_ "time/tzdata" // --timezone works without the host's zoneinfo
 
+	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
 	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 	"github.com/rideshare-dbaas/rideshare/services/users"
 )
@@ -19,7 +22,10 @@ func run() int {
 	var opts users.Options
 	fs := flag.NewFlagSet("users", flag.ContinueOnError)
 	opts.RegisterFlags(fs)
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	if err := cmdutil.ParseFlags(fs, "users", os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "users: %v\n", err)
+		}
 		return 2
 	}
 	opts.Logger = httpx.NewLogger(os.Stderr, "users")
