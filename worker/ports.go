@@ -173,9 +173,15 @@ var _ RepairClient = mqRepair{}
 func (r mqRepair) Repair(ctx context.Context, req wire.RepairRequest, timeout time.Duration) (wire.RepairReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The master this request went to may die with it in its queue (a
+	// snapshot call may wait a minute): when a new master is named, or
+	// this worker is promoted, give up and let the caller ask again.
+	moved := r.w.nextEpoch()
 	go func() {
 		select {
 		case <-r.w.promoted:
+			cancel()
+		case <-moved:
 			cancel()
 		case <-ctx.Done():
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
@@ -927,5 +928,41 @@ func TestSlave_ReadsWaitForTheKnownEpoch(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("the slave did not answer after applying the new epoch's entry: %v", err)
+	}
+}
+
+// A repair call waiting on a master that died (its request sits in the
+// repair queue nobody consumes) is abandoned as soon as a new master is
+// named, rather than waiting out its timeout (a minute for a snapshot).
+func TestRepair_AbandonedWhenANewMasterIsNamed(t *testing.T) {
+	n := mustNode(t, "s1")
+	n.w.noteEpoch(1)
+	// No AMQP session ever comes: the call blocks until its context ends.
+	n.w.caller = mq.NewCaller(n.w.log)
+	n.w.caller.ConnectWait = time.Minute
+	done := make(chan error, 1)
+	go func() {
+		_, err := mqRepair{n.w}.Repair(context.Background(), wire.RepairRequest{Snapshot: true, Worker: "s1"}, time.Minute)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("repair returned before any new master: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	n.w.noteEpoch(1) // the same master again: nothing moves
+	select {
+	case err := <-done:
+		t.Fatalf("repair returned on a known epoch: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	n.w.noteEpoch(2)
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("repair ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("repair still waiting 10 s after a new master was named")
 	}
 }

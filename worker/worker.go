@@ -127,6 +127,7 @@ type Worker struct {
 	promoting   bool
 	masterEpoch uint64        // epoch this worker was promoted in
 	knownEpoch  uint64        // highest epoch seen anywhere
+	epochMoved  chan struct{} // closed (and replaced) when knownEpoch grows
 	masterID    string        // who the master record names
 	promoted    chan struct{} // closed when this worker starts its promotion
 	roleChanged chan struct{} // tells the AMQP session to re-pick consumers
@@ -325,8 +326,23 @@ func (w *Worker) noteEpoch(e uint64) {
 	w.mu.Lock()
 	if e > w.knownEpoch {
 		w.knownEpoch = e
+		if w.epochMoved != nil {
+			close(w.epochMoved)
+			w.epochMoved = nil
+		}
 	}
 	w.mu.Unlock()
+}
+
+// nextEpoch returns a channel closed the next time a newer epoch is seen
+// (a new master named): a call waiting on the old master gives up then.
+func (w *Worker) nextEpoch() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.epochMoved == nil {
+		w.epochMoved = make(chan struct{})
+	}
+	return w.epochMoved
 }
 
 func signalChan(c chan struct{}) {
