@@ -241,6 +241,9 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 		} else {
 			octx, ocancel := context.WithTimeout(ectx, w.opts.OpTimeout)
 			res, err = op.Handler.Execute(octx, req.Op, req.Params, db)
+			if err != nil {
+				err = overran(octx, w.opts.OpTimeout, err)
+			}
 			ocancel()
 		}
 		done()
@@ -258,4 +261,15 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.HandlerName, req.Op), Handler: op.HandlerName, Worker: w.opts.ID}
 	}
 	return &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID}
+}
+
+// overran names a handler call that failed because it ran past its
+// deadline (its own error then depends on where gRPC noticed: "context
+// deadline exceeded", "RST_STREAM ... CANCEL", ...), so that the reply
+// says what happened in the same words every time.
+func overran(octx context.Context, limit time.Duration, err error) error {
+	if _, refused := pluginapi.AsError(err); !refused && errors.Is(octx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer within %s: %w", limit, context.DeadlineExceeded)
+	}
+	return err
 }

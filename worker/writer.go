@@ -458,7 +458,7 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, wr *wri
 			defer cancel()
 			res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
 			if err != nil {
-				return err
+				return overran(octx, w.opts.WriteOpTimeout, err)
 			}
 			if !json.Valid(res) {
 				return fmt.Errorf("handler returned invalid JSON")

@@ -16,7 +16,8 @@ import (
 
 // echoServer answers every request on queue with its body, upper-cased
 // by a prefix, like a worker answers the orchestrator.
-func echoServer(ctx context.Context, conn *amqp.Connection, queue string) error {
+// ready receives one signal each time the server consumes (nil: none).
+func echoServer(ctx context.Context, conn *amqp.Connection, queue string, ready chan<- struct{}) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -28,6 +29,13 @@ func echoServer(ctx context.Context, conn *amqp.Connection, queue string) error 
 	ds, err := ch.Consume(queue, "", true, false, false, false, nil)
 	if err != nil {
 		return err
+	}
+	if ready != nil {
+		select {
+		case ready <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	for {
 		select {
@@ -69,10 +77,11 @@ func TestCallerSurvivesReconnect(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	caller := mq.NewCaller(log)
 	var seen conns
+	serving := make(chan struct{}, 4)
 	sup := mq.NewSupervisor(testenv.AMQPURL(), "test", log, func(ctx context.Context, conn *amqp.Connection) error {
 		seen.add(conn)
 		errc := make(chan error, 2)
-		go func() { errc <- echoServer(ctx, conn, queue) }()
+		go func() { errc <- echoServer(ctx, conn, queue, serving) }()
 		go func() { errc <- caller.Session(ctx, conn, nil) }()
 		err := <-errc
 		return err
@@ -83,6 +92,13 @@ func TestCallerSurvivesReconnect(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	call := func() string {
+		// The echo queue is declared by the server's session, which runs
+		// beside the caller's: a call before it exists is unroutable.
+		select {
+		case <-serving:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the echo server did not start consuming within 10 s")
+		}
 		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 		defer ccancel()
 		d, err := caller.Call(cctx, mq.Message{Key: queue, Body: []byte("hi")})
