@@ -77,6 +77,7 @@ func TestSwap_DockerStatsPluginAddedWithoutRestart(t *testing.T) {
 		})
 		rt, err := orchestrator.NewDocker(context.Background(), orchestrator.DockerOptions{
 			Stack: stack, Image: image, DataDir: workersDir, PluginDir: pluginDir, Logger: o.Logger, Client: cli,
+			Env: []string{swapKeyEnv()}, // the image's own key signs bin/plugins, not the test's manifests
 			Args: []string{"--amqp-url", o.AMQPURL, "--zk-servers", strings.Join(o.ZKServers, ","),
 				"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s", "--log-level", "debug"},
 		})
