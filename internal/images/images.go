@@ -269,6 +269,12 @@ func Build(ctx context.Context, cli *client.Client, s Spec, log *slog.Logger) (s
 	if err := s.check(); err != nil {
 		return "", err
 	}
+	// The inputs are checked here, not only while the context streams: a
+	// missing file would otherwise reach the caller as the SDK's
+	// "failed to connect to the docker API".
+	if _, err := s.files(); err != nil {
+		return "", err
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
