@@ -54,7 +54,7 @@ fi
 # 3. build from the Go module. It takes minutes: say what happens, how long
 # it usually takes, and how far it is (the packages `go build -v` names as it
 # compiles them, against the number it has to compile), every 20 s.
-log "building Traefik $TRAEFIK_VERSION from its Go module (once; cached in $cache_dir afterwards)."
+log "building Traefik $TRAEFIK_VERSION from its Go module (once; cached in $(pinned_cache_dir) afterwards)."
 log "usually 7-11 min on 2 cores and ~3 GB of RAM, plus the module download the very first time; progress every 20 s"
 start=$(date +%s)
 tmp="$bin.tmp.$$"
