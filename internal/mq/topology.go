@@ -12,7 +12,7 @@ import (
 type Names struct {
 	WriteQ  string // quorum queue, single active consumer: the master
 	DeadQ   string // writes that failed on every allowed delivery
-	ReadQ   string // slaves consume round-robin, prefetch 1
+	ReadQ   string // slaves consume round-robin, each serving up to ReadConcurrency batches at once
 	SyncX   string // fanout exchange; every slave binds its own queue
 	RepairQ string // the master answers log-range and snapshot requests
 }
