@@ -43,7 +43,7 @@ func mustStartDockerStack(t testing.TB, tweak ...func(*orchestrator.Options, *or
 		if left := testenv.StackContainers(t, d.cli, d.stack); len(left) > 0 {
 			t.Errorf("containers left behind by stack %s: %v", d.stack, left)
 		}
-		if left := testenv.DanglingImages(t, d.cli, began); len(left) > 0 {
+		if left := testenv.DanglingImages(t, d.cli, began, testenv.ImageVersion(t)); len(left) > 0 {
 			t.Errorf("dangling images of ours left behind: %v", left)
 		}
 	})

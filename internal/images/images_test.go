@@ -119,14 +119,14 @@ func TestBuildTwiceSameImage(t *testing.T) {
 	cli := testenv.RequireDocker(t)
 	began := time.Now()
 	tag := "test-" + testenv.Name(t)
-	s := images.Spec{Component: "worker", BinDir: mustBinDir(t), Tags: []string{tag}, Version: "test", Revision: "r1", Created: "2026-01-01T00:00:00Z"}
+	s := images.Spec{Component: "worker", BinDir: mustBinDir(t), Tags: []string{tag}, Version: testenv.ImageVersion(t), Revision: "r1", Created: "2026-01-01T00:00:00Z"}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	t.Cleanup(func() {
 		if err := images.Remove(context.Background(), cli, images.Ref("worker", tag)); err != nil {
 			t.Error(err)
 		}
-		if left := testenv.DanglingImages(t, cli, began); len(left) > 0 {
+		if left := testenv.DanglingImages(t, cli, began, testenv.ImageVersion(t)); len(left) > 0 {
 			t.Errorf("dangling images left: %v", left)
 		}
 	})

@@ -57,7 +57,7 @@ func WorkerImage(t testing.TB, cli *client.Client) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ref := images.Ref("worker", tag)
-	if _, err := images.Build(ctx, cli, images.Spec{Component: "worker", BinDir: filepath.Dir(bin), Tags: []string{tag}, Version: "test"}, nil); err != nil {
+	if _, err := images.Build(ctx, cli, images.Spec{Component: "worker", BinDir: filepath.Dir(bin), Tags: []string{tag}, Version: ImageVersion(t)}, nil); err != nil {
 		t.Fatalf("building %s: %v", ref, err)
 	}
 	t.Cleanup(func() {
@@ -88,14 +88,27 @@ func StackContainers(t testing.TB, cli *client.Client, stack string) []string {
 	return out
 }
 
-// DanglingImages lists our images (label rideshare.image) that have no tag
-// and were created since since.
-func DanglingImages(t testing.TB, cli *client.Client, since time.Time) []string {
+// ImageVersion is the version label of the images t builds: its own, so
+// that what another test or a concurrent make images leaves dangling is
+// never taken for t's.
+func ImageVersion(t testing.TB) string {
+	v := "test-" + Name(t)
+	if len(v) > 128 {
+		v = v[:128]
+	}
+	return v
+}
+
+// DanglingImages lists the untagged images of ours built since since with
+// the version label version (ImageVersion): what a test's builds and
+// removals left behind.
+func DanglingImages(t testing.TB, cli *client.Client, since time.Time, version string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := cli.ImageList(ctx, client.ImageListOptions{
-		Filters: client.Filters{}.Add("dangling", "true").Add("label", images.Label)})
+		Filters: client.Filters{}.Add("dangling", "true").Add("label", images.Label).
+			Add("label", "org.opencontainers.image.version="+version)})
 	if err != nil {
 		t.Fatalf("listing images: %v", err)
 	}
