@@ -6,12 +6,16 @@
 // would explode the series) and status, with latency histograms.
 //
 // Components define their own metrics on Registerer() with the rideshare_
-// namespace. The worker will do the same in phase 2 (batch sizes, lag,
-// plugin calls): nothing here is HTTP- or orchestrator-specific except the
-// middleware.
+// namespace. The worker does the same (batch sizes, replication, plugin
+// calls) and serves them with Serve: nothing here is orchestrator-specific.
 package metrics
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -153,3 +157,36 @@ func (s *StatusWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Serve serves the registry's /metrics on addr (host:port; port 0 picks
+// one) until ctx is done, for a process with no HTTP API of its own (the
+// worker). It returns the address to publish: the one listened on, with
+// an unspecified host (0.0.0.0, ::) given as 127.0.0.1.
+func (r *Registry) Serve(ctx context.Context, addr string, log *slog.Logger) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", r.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics server", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	tcp := ln.Addr().(*net.TCPAddr)
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	public := net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+	log.Info("metrics listening", "addr", public)
+	return public, nil
+}

@@ -74,6 +74,7 @@ function renderCluster(c) {
     { text: w.applied_seq },
     { text: w.lag, cls: w.lag > 0 ? "lag-bad" : "" },
     { text: w.epoch },
+    { text: w.metrics || "" },
     { text: (w.plugins || []).map((p) => p.name + "@" + p.version).join(", ") },
   ], { class: "worker", "data-id": w.id, "data-pid": String(w.pid), "data-role": w.role, "data-state": w.state })));
 
