@@ -48,9 +48,7 @@ type workerMetrics struct {
 // newWorkerMetrics registers the worker's metrics on reg (a private
 // registry when nil, so that a Worker built by a test needs none).
 func newWorkerMetrics(reg prometheus.Registerer, w *Worker) *workerMetrics {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	reg = metrics.OrPrivate(reg)
 	ns, sub := metrics.Namespace, "worker"
 	writes := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "writes_total",
 		Help: "Writes answered by this worker as master, by outcome: applied, duplicate (idempotency hit), refused (4xx), failed (handler failure, 502), dead_lettered."},

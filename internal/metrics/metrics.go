@@ -60,6 +60,15 @@ func New(component string) *Registry {
 	return r
 }
 
+// OrPrivate returns reg, or a new registry nobody serves when reg is nil:
+// a component built without metrics (in a unit test) registers there.
+func OrPrivate(reg prometheus.Registerer) prometheus.Registerer {
+	if reg == nil {
+		return prometheus.NewRegistry()
+	}
+	return reg
+}
+
 // Registerer is where a component registers its own metrics (already
 // labelled with its component name).
 func (r *Registry) Registerer() prometheus.Registerer { return r.reg }

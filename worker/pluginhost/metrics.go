@@ -38,9 +38,7 @@ type hostMetrics struct {
 }
 
 func newHostMetrics(reg prometheus.Registerer, h *Host) *hostMetrics {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	reg = metrics.OrPrivate(reg)
 	ns, sub := metrics.Namespace, "worker"
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "plugin_reloads_total",
 		Help: "Loads of the plugin manifest (the first one, SIGHUP, a changed manifest), by outcome: ok, or failed (the loaded plugins stay)."},
