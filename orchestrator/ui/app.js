@@ -76,7 +76,7 @@ function renderCluster(c) {
     { text: w.epoch },
     { text: w.metrics || "" },
     { text: (w.plugins || []).map((p) => p.name + "@" + p.version).join(", ") },
-  ], { class: "worker", "data-id": w.id, "data-pid": String(w.pid), "data-role": w.role, "data-state": w.state })));
+  ], { class: "worker", "data-id": w.id, "data-pid": String(w.pid), "data-role": w.role, "data-state": w.state, "data-metrics": w.metrics || "" })));
 
   const a = c.autoscaler;
   $("as-window").textContent = a.window + " (" + a.reads_per_slave + " reads per slave, " + a.min_slaves + ".." + a.max_slaves + " slaves)";
