@@ -1,9 +1,11 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -51,6 +53,40 @@ func TestMetrics_WriteOutcomes(t *testing.T) {
 	}
 	if got := counterValue(t, n.w.met.poisonRetries); got != 1 {
 		t.Errorf("poison retries = %v, want 1", got)
+	}
+}
+
+// Read outcomes on a slave: one answered, one that waited past its
+// deadline for a min_seq the slave never reached, one unknown operation.
+func TestMetrics_ReadOutcomes(t *testing.T) {
+	m := mustNode(t, "m1")
+	m.mustBeMaster(1)
+	if err := m.session(1, m.write("w0", "a", "1", false)); err != nil {
+		t.Fatal(err)
+	}
+	s := mustNode(t, "s1")
+	if err := s.w.applyStream(context.Background(), m.sync.stream()); err != nil {
+		t.Fatal(err)
+	}
+	top, _ := s.w.store.Load().Applied()
+	dl := time.Now().Add(300 * time.Millisecond).UnixMilli()
+	batch := wire.ReadBatch{Reads: []wire.ReadRequest{
+		{Op: "kv.get", Params: json.RawMessage(`{"k":"a"}`), MinSeq: top},
+		{Op: "kv.get", Params: json.RawMessage(`{"k":"a"}`), MinSeq: top + 100, Deadline: dl},
+		{Op: "no.such.op"},
+	}}
+	if _, ok := s.w.serveReads(context.Background(), amqp.Delivery{Type: wire.TypeReads, Body: mustJSON(batch)}); !ok {
+		t.Fatal("no answer")
+	}
+	for _, c := range []struct {
+		outcome int
+		want    float64
+	}{
+		{readOK, 1}, {readMinSeq, 1}, {readRefused, 1}, {readFailed, 0}, {readTimeout, 0}, {readUnavailable, 0},
+	} {
+		if got := counterValue(t, s.w.met.reads[c.outcome]); got != c.want {
+			t.Errorf("reads{outcome=%s} = %v, want %v", readOutcomeNames[c.outcome], got, c.want)
+		}
 	}
 }
 
