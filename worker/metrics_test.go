@@ -59,16 +59,7 @@ func TestMetrics_WriteOutcomes(t *testing.T) {
 // Read outcomes on a slave: one answered, one that waited past its
 // deadline for a min_seq the slave never reached, one unknown operation.
 func TestMetrics_ReadOutcomes(t *testing.T) {
-	m := mustNode(t, "m1")
-	m.mustBeMaster(1)
-	if err := m.session(1, m.write("w0", "a", "1", false)); err != nil {
-		t.Fatal(err)
-	}
-	s := mustNode(t, "s1")
-	if err := s.w.applyStream(context.Background(), m.sync.stream()); err != nil {
-		t.Fatal(err)
-	}
-	top, _ := s.w.store.Load().Applied()
+	s, top := mustSlaveAfterOneWrite(t)
 	dl := time.Now().Add(300 * time.Millisecond).UnixMilli()
 	batch := wire.ReadBatch{Reads: []wire.ReadRequest{
 		{Op: "kv.get", Params: json.RawMessage(`{"k":"a"}`), MinSeq: top},

@@ -846,16 +846,7 @@ func TestMaster_RepairChecksLogMatching(t *testing.T) {
 // so one waiting for a min_seq this slave had not reached made every
 // read behind it miss its deadline.
 func TestSlave_ReadsOfABatchWaitAlone(t *testing.T) {
-	m := mustNode(t, "m1")
-	m.mustBeMaster(1)
-	if err := m.session(1, m.write("w0", "a", "1", false)); err != nil {
-		t.Fatal(err)
-	}
-	s := mustNode(t, "s1")
-	if err := s.w.applyStream(context.Background(), m.sync.stream()); err != nil {
-		t.Fatal(err)
-	}
-	top, _ := s.w.store.Load().Applied()
+	s, top := mustSlaveAfterOneWrite(t)
 	now := time.Now()
 	batch := wire.ReadBatch{Reads: []wire.ReadRequest{
 		{Op: "kv.get", Params: json.RawMessage(`{"k":"a"}`), MinSeq: top + 100, Deadline: now.Add(time.Second).UnixMilli()},
@@ -872,6 +863,23 @@ func TestSlave_ReadsOfABatchWaitAlone(t *testing.T) {
 	if out.Replies[0].Status != 503 || out.Replies[1].Status != 200 {
 		t.Fatalf("replies %+v: want the unreachable read 503 and the other 200", out.Replies)
 	}
+}
+
+// mustSlaveAfterOneWrite is a slave that applied a master's stream after
+// the write of k "a" = "1", and its applied sequence number.
+func mustSlaveAfterOneWrite(t *testing.T) (*node, uint64) {
+	t.Helper()
+	m := mustNode(t, "m1")
+	m.mustBeMaster(1)
+	if err := m.session(1, m.write("w0", "a", "1", false)); err != nil {
+		t.Fatal(err)
+	}
+	s := mustNode(t, "s1")
+	if err := s.w.applyStream(context.Background(), m.sync.stream()); err != nil {
+		t.Fatal(err)
+	}
+	top, _ := s.w.store.Load().Applied()
+	return s, top
 }
 
 // Review finding: after a failover a slave answered reads from a log that
