@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"testing"
 	"time"
 
@@ -19,12 +18,7 @@ import (
 func TestMetrics_WriteOutcomes(t *testing.T) {
 	n := mustNode(t, "m1")
 	n.mustBeMaster(1)
-	n.w.faults.apply = func(id string) error {
-		if id == "poison" {
-			return errors.New("disk I/O error (injected)")
-		}
-		return nil
-	}
+	n.failApplying("poison")
 	unknown := n.write("bad", "k", "v", false)
 	unknown.Body, _ = json.Marshal(wire.WriteRequest{ID: "bad", Op: "no.such.op"})
 	last := n.write("poison", "p", "x", true)

@@ -339,6 +339,16 @@ func (n *node) mustBeMaster(epoch uint64) {
 	}
 }
 
+// failApplying makes applying write id fail every time (a poison write).
+func (n *node) failApplying(id string) {
+	n.w.faults.apply = func(wid string) error {
+		if wid == id {
+			return errors.New("disk I/O error (injected)")
+		}
+		return nil
+	}
+}
+
 // write makes the delivery of a kv.put with write id (also its correlation id).
 func (n *node) write(id, k, v string, redelivered bool) amqp.Delivery {
 	n.tag++
@@ -744,12 +754,7 @@ func dumpKV(t *testing.T, st *Store) string {
 func TestMaster_PoisonWriteIsDroppedAfterTheDeliveryLimit(t *testing.T) {
 	n := mustNode(t, "m1")
 	n.mustBeMaster(1)
-	n.w.faults.apply = func(id string) error {
-		if id == "poison" {
-			return errors.New("disk I/O error (injected)")
-		}
-		return nil
-	}
+	n.failApplying("poison")
 	if err := n.session(1, n.write("ok1", "a", "1", false), n.write("poison", "p", "x", false), n.write("ok2", "b", "2", false)); err != nil {
 		t.Fatal(err)
 	}
