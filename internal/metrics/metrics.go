@@ -36,6 +36,7 @@ const Unmatched = "unmatched"
 // Registry is one component's metrics.
 type Registry struct {
 	reg  *prometheus.Registry
+	own  prometheus.Registerer // reg, adding the component label
 	reqs *prometheus.CounterVec
 	lat  *prometheus.HistogramVec
 }
@@ -46,7 +47,7 @@ func New(component string) *Registry {
 	reg := prometheus.NewRegistry()
 	wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"component": component}, reg)
 	wrapped.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := &Registry{reg: reg}
+	r := &Registry{reg: reg, own: wrapped}
 	r.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "http", Name: "requests_total",
 		Help: "HTTP requests served, by chi route pattern, method and status code.",
@@ -71,7 +72,7 @@ func OrPrivate(reg prometheus.Registerer) prometheus.Registerer {
 
 // Registerer is where a component registers its own metrics (already
 // labelled with its component name).
-func (r *Registry) Registerer() prometheus.Registerer { return r.reg }
+func (r *Registry) Registerer() prometheus.Registerer { return r.own }
 
 // Gatherer is what /metrics exposes (tests read it).
 func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }

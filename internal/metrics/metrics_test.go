@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestServe(t *testing.T) {
@@ -19,7 +21,12 @@ func TestServe(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			addr, err := New("worker").Serve(ctx, tt.listen, slog.New(slog.DiscardHandler))
+			reg := New("worker")
+			// A component's own metric gets the component label too.
+			c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "test_total", Help: "a test counter"})
+			reg.Registerer().MustRegister(c)
+			c.Inc()
+			addr, err := reg.Serve(ctx, tt.listen, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -32,7 +39,8 @@ func TestServe(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `go_goroutines{component="worker"}`) {
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `go_goroutines{component="worker"}`) ||
+				!strings.Contains(string(body), `rideshare_test_total{component="worker"} 1`) {
 				t.Fatalf("/metrics: %d %.300s", resp.StatusCode, body)
 			}
 			resp, err = http.Get("http://" + addr + "/other")
