@@ -240,7 +240,8 @@ func TestJobs_Worker(t *testing.T) {
 	}
 	locals := block(t, f, f.body, "locals")
 	args := f.text(attr(t, f, locals.Body, "args").Expr)
-	for _, want := range []string{`"--id", "` + orchestrator.NomadWorkerIDArg + `"`, `"--data-dir", "${NOMAD_ALLOC_DIR}/data"`} {
+	for _, want := range []string{`"--id", "` + orchestrator.NomadWorkerIDArg + `"`, `"--data-dir", "${NOMAD_ALLOC_DIR}/data"`,
+		`"--metrics-listen", "${NOMAD_ADDR_metrics}"`} {
 		if !strings.Contains(args, want) {
 			t.Errorf("worker args lack %s:\n%s", want, args)
 		}
@@ -248,6 +249,8 @@ func TestJobs_Worker(t *testing.T) {
 	if d := configs(t, f, task)["docker"]; d == nil || f.text(attr(t, f, d, "pid_mode").Expr) != `"host"` {
 		t.Error(`docker config must set pid_mode = "host" (worker/list shows host pids)`)
 	}
+	// The port --metrics-listen names is the group's.
+	block(t, f, block(t, f, g.Body, "network").Body, "port", "metrics")
 	if len(blocks(g.Body, "service")) != 0 {
 		t.Error("workers serve no port; a service would have nothing to check")
 	}

@@ -101,6 +101,10 @@ locals {
     "--zk-timeout", "2s",
     "--queue-prefix", var.queue_prefix,
     "--log-level", var.log_level,
+    # Prometheus /metrics on the port Nomad gives this allocation, at the
+    # node's address: published in ZooKeeper, so the orchestrator's
+    # /api/v1/prometheus/targets lists it.
+    "--metrics-listen", "${NOMAD_ADDR_metrics}",
   ]
 }
 
@@ -140,13 +144,19 @@ job "rideshare-worker" {
       unlimited      = true
     }
 
-    # Workers serve no port: healthy means the task runs. One at a time, so
+    # Workers serve no API port (only /metrics): healthy means the task runs. One at a time, so
     # an update never takes the master and its likely successor together.
     update {
       max_parallel     = 1
       health_check     = "task_states"
       min_healthy_time = "5s"
       healthy_deadline = "2m"
+    }
+
+    # The worker's /metrics (--metrics-listen): a dynamic host port. Both
+    # drivers run on the host network, so the worker listens on it as it is.
+    network {
+      port "metrics" {}
     }
 
     ephemeral_disk {

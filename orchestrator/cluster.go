@@ -68,6 +68,9 @@ type WorkerView struct {
 	Lag     uint64            `json:"lag"`
 	Plugins []wire.PluginInfo `json:"plugins,omitempty"`
 	Runtime string            `json:"runtime"` // how it runs: Runtime.Name()
+	// Metrics is the host:port the worker serves Prometheus' /metrics on
+	// ("" until it registered, or when it serves none).
+	Metrics string `json:"metrics"`
 }
 
 func newCluster(o *Orchestrator, zks *zkutil.Session) *cluster {
@@ -437,7 +440,7 @@ func (c *cluster) publish(alive map[string]int, zkw map[string]wire.WorkerInfo, 
 	for id, pid := range alive {
 		v := WorkerView{ID: id, PID: pid, Role: wire.RoleSlave, State: "starting"}
 		if info, ok := zkw[id]; ok {
-			v.Role, v.State, v.Applied, v.Epoch, v.Plugins = info.Role, info.State, info.Applied, info.Epoch, info.Plugins
+			v.Role, v.State, v.Applied, v.Epoch, v.Plugins, v.Metrics = info.Role, info.State, info.Applied, info.Epoch, info.Plugins, info.Metrics
 			if id == masterID && info.Role == wire.RoleMaster && info.State == wire.StateReady {
 				ready = true
 			}

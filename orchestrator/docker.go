@@ -79,7 +79,10 @@ type DockerOptions struct {
 // Docker runs workers as containers through the Docker Engine API.
 //
 // Each worker is a container of the worker image on the host network (it
-// reaches RabbitMQ and ZooKeeper on 127.0.0.1 and listens on nothing) and
+// reaches RabbitMQ and ZooKeeper on 127.0.0.1 and listens only for
+// /metrics, on the worker's default --metrics-listen 127.0.0.1:0: a host
+// loopback port the orchestrator reaches at the address the worker
+// publishes) and
 // in the host's pid namespace, so that the pid the worker registers in
 // ZooKeeper, State.Pid and worker/list's pid are one number, the host's;
 // a read-only root with a tmpfs /tmp for go-plugin's sockets, no

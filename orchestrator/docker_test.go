@@ -171,6 +171,11 @@ func TestDocker_WorkersAsContainers(t *testing.T) {
 		if c.Name != "rideshare-"+d.stack+"-"+w.ID {
 			t.Fatalf("container name %q", c.Name)
 		}
+		// The container's /metrics (host network) answers at the address
+		// the worker published.
+		if v, ok := metricValue(mustScrape(t, w.Metrics), "rideshare_worker_role", `role="`+w.Role+`"`); !ok || v != 1 {
+			t.Fatalf("worker %s's /metrics at %q: role %s = %v (%v)", w.ID, w.Metrics, w.Role, v, ok)
+		}
 	}
 	st, m, raw := s.call("GET", "/readyz", nil)
 	if st != 200 || m["runtime"] != "docker" {

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -145,6 +146,9 @@ type observer struct {
 	events *eventRing
 	m      *orchMetrics
 
+	// last is the latest view, for the lag collector.
+	last atomic.Pointer[[]WorkerView]
+
 	mu    sync.Mutex
 	known map[string]int // workers seen alive at the last reconcile: id -> pid
 	lost  int            // lost workers not replaced yet
@@ -250,6 +254,7 @@ func (ob *observer) view(view []WorkerView) {
 	if ob == nil {
 		return
 	}
+	ob.last.Store(&view)
 	ob.m.workers.Reset()
 	for _, v := range view {
 		ob.m.workers.WithLabelValues(v.Role, v.State).Inc()
@@ -272,5 +277,27 @@ func (ob *observer) decided(d ScaleDecision, prev int) {
 	ob.m.desired.Set(float64(d.Slaves))
 	if dir != "same" || d.Reason != ReasonAutoscaler {
 		ob.events.add(Event{Kind: EventScale, Time: d.At, Message: fmt.Sprintf("slaves %d -> %d: %s", prev, d.Slaves, d.Why)})
+	}
+}
+
+// lagCollector reports each slave's replication lag, in sequence numbers
+// behind the master, from the latest view: a worker that is gone has no
+// series at the next scrape.
+type lagCollector struct{ ob *observer }
+
+var descLag = prometheus.NewDesc(metrics.Namespace+"_dbaas_replication_lag",
+	"Sequence numbers each slave is behind the master, as their ZooKeeper records last said.", []string{"worker"}, nil)
+
+func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descLag }
+
+func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+	view := c.ob.last.Load()
+	if view == nil {
+		return
+	}
+	for _, v := range *view {
+		if v.Role == wire.RoleSlave {
+			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(v.Lag), v.ID)
+		}
 	}
 }

@@ -30,6 +30,7 @@ func (o *Orchestrator) opsRoutes(r chi.Router) {
 	r.With(o.guard.Wrap).Delete("/api/v1/scale", o.handleScaleRelease)
 	r.Get("/api/v1/traefik/http/{kind}", o.handleTraefik)
 	r.Get("/metrics", o.met.Handler().ServeHTTP)
+	r.Get("/api/v1/prometheus/targets", o.handlePromTargets)
 	o.uiRoutes(r)
 }
 

@@ -163,13 +163,13 @@ func testClusterPage(t *testing.T, s *opsStack, browser string) {
 		}
 	}
 	type worker struct {
-		ID, Role, State string
-		PID             int
+		ID, Role, State, Metrics string
+		PID                      int
 	}
 	workers := func() []worker {
 		var ws []worker
 		eval("read the workers table", `Array.from(document.querySelectorAll("#workers tr.worker")).map(r => ({
-			ID: r.dataset.id, Role: r.dataset.role, State: r.dataset.state, PID: Number(r.dataset.pid)}))`, &ws)
+			ID: r.dataset.id, Role: r.dataset.role, State: r.dataset.state, Metrics: r.dataset.metrics, PID: Number(r.dataset.pid)}))`, &ws)
 		return ws
 	}
 	do("see the workers table", chromedp.WaitVisible(chromedp.CSS("#workers tr.worker")))
@@ -195,6 +195,12 @@ func testClusterPage(t *testing.T, s *opsStack, browser string) {
 	api := s.workers()
 	if len(api) != 2 || !slices.ContainsFunc(api, func(v orchestrator.WorkerView) bool { return v.PID == slavePID }) {
 		t.Fatalf("page shows %+v, the API %+v", before, api)
+	}
+	// Each row shows the metrics address the API lists for that worker.
+	for _, w := range before {
+		if w.Metrics == "" || !slices.ContainsFunc(api, func(v orchestrator.WorkerView) bool { return v.ID == w.ID && v.Metrics == w.Metrics }) {
+			t.Errorf("page row %+v: metrics address missing or not the API's %+v", w, api)
+		}
 	}
 	var plugins string
 	eval("read the plugins", `document.querySelector("#plugins tbody").textContent`, &plugins)
@@ -269,12 +275,12 @@ func testCLI(t *testing.T, s *opsStack) {
 	}
 	code, out, _ = rideshareCLI(t, u, "workers", "--json")
 	var ws []orchestrator.WorkerView
-	if code != 0 || json.Unmarshal([]byte(out), &ws) != nil || len(ws) != 2 {
-		t.Fatalf("workers --json: %d %q", code, out)
+	if code != 0 || json.Unmarshal([]byte(out), &ws) != nil || len(ws) != 2 || ws[0].Metrics == "" || ws[1].Metrics == "" {
+		t.Fatalf("workers --json (each with its metrics address): %d %q", code, out)
 	}
 	code, out, _ = rideshareCLI(t, u, "workers")
-	if code != 0 || !strings.HasPrefix(out, "ID") || strings.Count(out, "\n") != 3 {
-		t.Fatalf("workers table: %d %q", code, out)
+	if code != 0 || !strings.HasPrefix(out, "ID") || strings.Count(out, "\n") != 3 || !strings.Contains(out, "METRICS") || !strings.Contains(out, ws[0].Metrics) {
+		t.Fatalf("workers table (with a METRICS column): %d %q", code, out)
 	}
 
 	// plugins: what the workers loaded, with the manifest's checksums.

@@ -58,6 +58,9 @@ type Options struct {
 	// replies at once; requests arriving meanwhile form the next message.
 	BatchMax        int
 	BatchesInFlight int
+	// QueuePoll is how often the DBaaS queues' depths are asked of
+	// RabbitMQ for the metrics (default DefaultQueuePoll).
+	QueuePoll time.Duration
 }
 
 // ScaleOptions are the autoscaler's settings (guarantee 8).
@@ -92,6 +95,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.QueuePoll == 0 {
+		o.QueuePoll = DefaultQueuePoll
 	}
 	if o.Scale.Window == 0 {
 		o.Scale.Window = 2 * time.Minute
@@ -166,11 +172,23 @@ func New(opts Options) (*Orchestrator, error) {
 		rt:    opts.Runtime,
 	}
 	o.caller = mq.NewCaller(o.log.With("subsystem", "rpc"))
+	depths := newQueueDepths([]string{o.names.WriteQ, o.names.ReadQ, o.names.DeadQ, o.names.RepairQ},
+		opts.QueuePoll, o.log.With("subsystem", "queue-depths"))
 	o.sup = mq.NewSupervisor(opts.AMQPURL, "orchestrator", o.log.With("subsystem", "amqp"),
 		func(ctx context.Context, conn *amqp.Connection) error {
 			if err := o.names.MigrateWriteQ(conn); err != nil {
 				return err
 			}
+			pctx, cancel := context.WithCancel(ctx)
+			polled := make(chan struct{})
+			go func() {
+				defer close(polled)
+				depths.run(pctx, conn)
+			}()
+			defer func() {
+				cancel()
+				<-polled
+			}()
 			return o.caller.Session(ctx, conn, o.names.DeclareAll)
 		})
 	o.scaler = newAutoscaler(opts.Scale)
@@ -179,6 +197,7 @@ func New(opts Options) (*Orchestrator, error) {
 	o.guard, o.met, o.events = guard, opts.Metrics, newEventRing(200)
 	om := newOrchMetrics(o.met.Registerer(), func() float64 { return float64(o.scaler.reads.Load()) })
 	o.obs = newObserver(o.events, om)
+	o.met.Registerer().MustRegister(lagCollector{o.obs}, depths)
 	o.scaler.onDecision = o.obs.decided
 	om.desired.Set(float64(o.scaler.current))
 	return o, nil

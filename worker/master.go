@@ -448,6 +448,7 @@ func (w *Worker) serveRepair(ctx context.Context, d amqp.Delivery) wire.RepairRe
 	}
 	st := w.store.Load()
 	if req.Snapshot {
+		w.met.repairsSnap.Inc()
 		tmp := filepath.Join(w.opts.DataDir, "snapshot-"+uuid.NewString()+".db")
 		defer os.Remove(tmp)
 		start := time.Now()
@@ -462,6 +463,7 @@ func (w *Worker) serveRepair(ctx context.Context, d amqp.Delivery) wire.RepairRe
 		w.log.Info("snapshot served", "to", req.Worker, "seq", seq, "bytes", len(data), "took", time.Since(start).Round(time.Millisecond))
 		return wire.RepairReply{Epoch: epoch, Snapshot: data, SnapshotSeq: seq}
 	}
+	w.met.repairsLog.Inc()
 	// Log matching: the asker's entry From-1 must be ours.
 	if req.From > 1 {
 		prev := req.From - 1

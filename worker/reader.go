@@ -93,17 +93,17 @@ func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, 
 	case wire.TypeReads:
 		var b wire.ReadBatch
 		if err := json.Unmarshal(d.Body, &b); err != nil || len(b.Reads) == 0 {
-			return mustJSON(&wire.Reply{Status: 400, Error: "malformed read batch", Worker: w.opts.ID}), true
+			return mustJSON(w.readDone(readRefused, &wire.Reply{Status: 400, Error: "malformed read batch", Worker: w.opts.ID})), true
 		}
 		reqs, batch = b.Reads, true
 	case wire.TypeRead:
 		var r wire.ReadRequest
 		if err := json.Unmarshal(d.Body, &r); err != nil {
-			return mustJSON(&wire.Reply{Status: 400, Error: "malformed read request", Worker: w.opts.ID}), true
+			return mustJSON(w.readDone(readRefused, &wire.Reply{Status: 400, Error: "malformed read request", Worker: w.opts.ID})), true
 		}
 		reqs = []wire.ReadRequest{r}
 	default:
-		return mustJSON(&wire.Reply{Status: 400, Error: fmt.Sprintf("unknown message type %q", d.Type), Worker: w.opts.ID}), true
+		return mustJSON(w.readDone(readRefused, &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown message type %q", d.Type), Worker: w.opts.ID})), true
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	if v, ok := d.Headers[HeaderDeadline]; ok {
@@ -143,7 +143,7 @@ func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, 
 	var wg sync.WaitGroup
 	for i, rd := range reads {
 		if rd.reply != nil {
-			out[i] = *rd.reply
+			out[i] = *w.readDone(readRefused, rd.reply)
 			continue
 		}
 		dl := deadline
@@ -215,7 +215,7 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 			return nil
 		}
 		seq, ep := w.store.Load().Applied()
-		return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d (epoch %d), read needs %d", seq, ep, req.MinSeq), Worker: w.opts.ID}
+		return w.readDone(readMinSeq, &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d (epoch %d), read needs %d", seq, ep, req.MinSeq), Worker: w.opts.ID})
 	}
 	w.readMu.RLock()
 	defer w.readMu.RUnlock()
@@ -223,7 +223,7 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 	seq, _ := st.Applied()
 	if seq < req.MinSeq {
 		// A snapshot was installed meanwhile and it is older than the read.
-		return &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID}
+		return w.readDone(readMinSeq, &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID})
 	}
 	// From here the read runs to its end even if the worker is stopping:
 	// only its own deadline bounds it.
@@ -234,7 +234,7 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 	if rd.plan.Plan != nil || errors.Is(err, pluginapi.ErrInteractive) {
 		db, done, rerr := st.Reader(ectx)
 		if rerr != nil {
-			return &wire.Reply{Status: 503, Error: rerr.Error(), Worker: w.opts.ID}
+			return w.readDone(readUnavailable, &wire.Reply{Status: 503, Error: rerr.Error(), Worker: w.opts.ID})
 		}
 		if rd.plan.Plan != nil {
 			res, err = pluginapi.RunPlan(ectx, db, rd.plan.Plan)
@@ -252,15 +252,25 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 		if pe, ok := pluginapi.AsError(err); ok {
 			r := refusal(pe, w.opts.ID)
 			r.Seq = seq
-			return r
+			return w.readDone(readRefused, r)
 		}
 		w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
-		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}
+		outcome := readFailed
+		if errors.Is(err, context.DeadlineExceeded) {
+			outcome = readTimeout
+		}
+		return w.readDone(outcome, &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID})
 	}
 	if !json.Valid(res) {
-		return &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.HandlerName, req.Op), Handler: op.HandlerName, Worker: w.opts.ID}
+		return w.readDone(readFailed, &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.HandlerName, req.Op), Handler: op.HandlerName, Worker: w.opts.ID})
 	}
-	return &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID}
+	return w.readDone(readOK, &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID})
+}
+
+// readDone counts a read's answer.
+func (w *Worker) readDone(outcome int, r *wire.Reply) *wire.Reply {
+	w.met.reads[outcome].Inc()
+	return r
 }
 
 // overran names a handler call that failed because it ran past its

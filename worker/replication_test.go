@@ -339,6 +339,16 @@ func (n *node) mustBeMaster(epoch uint64) {
 	}
 }
 
+// failApplying makes applying write id fail every time (a poison write).
+func (n *node) failApplying(id string) {
+	n.w.faults.apply = func(wid string) error {
+		if wid == id {
+			return errors.New("disk I/O error (injected)")
+		}
+		return nil
+	}
+}
+
 // write makes the delivery of a kv.put with write id (also its correlation id).
 func (n *node) write(id, k, v string, redelivered bool) amqp.Delivery {
 	n.tag++
@@ -744,12 +754,7 @@ func dumpKV(t *testing.T, st *Store) string {
 func TestMaster_PoisonWriteIsDroppedAfterTheDeliveryLimit(t *testing.T) {
 	n := mustNode(t, "m1")
 	n.mustBeMaster(1)
-	n.w.faults.apply = func(id string) error {
-		if id == "poison" {
-			return errors.New("disk I/O error (injected)")
-		}
-		return nil
-	}
+	n.failApplying("poison")
 	if err := n.session(1, n.write("ok1", "a", "1", false), n.write("poison", "p", "x", false), n.write("ok2", "b", "2", false)); err != nil {
 		t.Fatal(err)
 	}
@@ -846,16 +851,7 @@ func TestMaster_RepairChecksLogMatching(t *testing.T) {
 // so one waiting for a min_seq this slave had not reached made every
 // read behind it miss its deadline.
 func TestSlave_ReadsOfABatchWaitAlone(t *testing.T) {
-	m := mustNode(t, "m1")
-	m.mustBeMaster(1)
-	if err := m.session(1, m.write("w0", "a", "1", false)); err != nil {
-		t.Fatal(err)
-	}
-	s := mustNode(t, "s1")
-	if err := s.w.applyStream(context.Background(), m.sync.stream()); err != nil {
-		t.Fatal(err)
-	}
-	top, _ := s.w.store.Load().Applied()
+	s, top := mustSlaveAfterOneWrite(t)
 	now := time.Now()
 	batch := wire.ReadBatch{Reads: []wire.ReadRequest{
 		{Op: "kv.get", Params: json.RawMessage(`{"k":"a"}`), MinSeq: top + 100, Deadline: now.Add(time.Second).UnixMilli()},
@@ -872,6 +868,23 @@ func TestSlave_ReadsOfABatchWaitAlone(t *testing.T) {
 	if out.Replies[0].Status != 503 || out.Replies[1].Status != 200 {
 		t.Fatalf("replies %+v: want the unreachable read 503 and the other 200", out.Replies)
 	}
+}
+
+// mustSlaveAfterOneWrite is a slave that applied a master's stream after
+// the write of k "a" = "1", and its applied sequence number.
+func mustSlaveAfterOneWrite(t *testing.T) (*node, uint64) {
+	t.Helper()
+	m := mustNode(t, "m1")
+	m.mustBeMaster(1)
+	if err := m.session(1, m.write("w0", "a", "1", false)); err != nil {
+		t.Fatal(err)
+	}
+	s := mustNode(t, "s1")
+	if err := s.w.applyStream(context.Background(), m.sync.stream()); err != nil {
+		t.Fatal(err)
+	}
+	top, _ := s.w.store.Load().Applied()
+	return s, top
 }
 
 // Review finding: after a failover a slave answered reads from a log that

@@ -348,6 +348,7 @@ func (w *Worker) resync(ctx context.Context) error {
 		}
 		if err == nil {
 			seq, _ := w.store.Load().Applied()
+			w.met.snapshots.Inc()
 			w.log.Info("snapshot loaded", "seq", seq, "bytes", len(r.Snapshot), "took", time.Since(start).Round(time.Millisecond))
 			break
 		}

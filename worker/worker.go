@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
@@ -58,6 +59,13 @@ type Options struct {
 	// DeliveryLimit is how many deliveries a write that keeps failing gets
 	// before it is answered with an error and dead-lettered.
 	DeliveryLimit int
+	// Metrics is where the worker registers its Prometheus metrics (a
+	// private registry when nil).
+	Metrics prometheus.Registerer
+	// MetricsAddr is the host:port this worker serves /metrics on, as the
+	// orchestrator can reach it; published in the worker's znode ("" when
+	// it serves none).
+	MetricsAddr string
 }
 
 func (o *Options) defaults() {
@@ -110,6 +118,7 @@ type Worker struct {
 	sessions   atomic.Int32
 	zks        *zkutil.Session
 	caller     *mq.Caller
+	met        *workerMetrics
 	// The replication logic's view of ZooKeeper and RabbitMQ (ports.go);
 	// Run wires the real ones unless a test set them first.
 	coord    Coordinator
@@ -189,6 +198,7 @@ func New(opts Options) (*Worker, error) {
 		promoted:    make(chan struct{}),
 	}
 	w.caller = mq.NewCaller(w.log.With("subsystem", "rpc"))
+	w.met = newWorkerMetrics(opts.Metrics, w)
 	w.syncOut = amqpSync{w}
 	w.repairs = mqRepair{w}
 	w.requeue = amqpRequeue{w}
@@ -368,7 +378,7 @@ func (w *Worker) info() wire.WorkerInfo {
 		state = wire.StateCatchingUp
 	}
 	return wire.WorkerInfo{ID: w.opts.ID, PID: w.pid, Role: role, State: state, Applied: seq, Epoch: ep,
-		Plugins: pluginInfos(w.reg)}
+		Plugins: pluginInfos(w.reg), Metrics: w.opts.MetricsAddr}
 }
 
 // runZK keeps this worker's ephemeral znode true (re-creating it after a

@@ -40,6 +40,7 @@ type write struct {
 	plan    *pluginapi.Plan
 	perr    error // the planner's answer when there is no plan
 	reply   *wire.Reply
+	dup     bool // answered from _writes (metrics: a duplicate)
 }
 
 // inbound is one delivery and its writes.
@@ -119,6 +120,7 @@ func (w *Worker) intake(ctx context.Context, deliveries <-chan amqp.Delivery, re
 			// can be applied.
 			replies.Reply(ctx, d, mustJSON(bad))
 			_ = d.Ack(false)
+			w.met.writes[writeRefused].Inc()
 			continue
 		}
 		select {
@@ -324,6 +326,7 @@ func (w *Worker) poisoned(ctx context.Context, in *inbound, cause error) {
 			_ = in.d.Nack(false, true)
 		}
 		in.requeued = true
+		w.met.poisonRetries.Inc()
 		return
 	}
 	w.log.Error("write failed on its last allowed delivery; answering an error and dead-lettering it",
@@ -370,7 +373,7 @@ func (w *Worker) runBatch(ctx context.Context, epoch uint64, batch []*inbound, l
 	undo := func() {
 		for i, in := range batch {
 			for k := marks[i]; k < in.next; k++ {
-				in.writes[k].reply = nil
+				in.writes[k].reply, in.writes[k].dup = nil, false
 			}
 			in.next = marks[i]
 		}
@@ -417,7 +420,10 @@ outer:
 		w.log.Warn("handlers used the batch's time budget; the rest waits for the next batch",
 			"ran", ran, "deferred_deliveries", len(rest), "budget", w.opts.BatchBudget)
 	}
-	w.log.Debug("batch committed", "writes", ran, "seq", c.seq, "took", time.Since(start))
+	took := time.Since(start)
+	w.met.batchWrites.Observe(float64(ran))
+	w.met.commitSeconds.Observe(took.Seconds())
+	w.log.Debug("batch committed", "writes", ran, "seq", c.seq, "took", took)
 	return c, rest, nil
 }
 
@@ -438,7 +444,7 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, wr *wri
 	if r, ok, err := b.Lookup(ctx, req.ID); err != nil {
 		return nil, err
 	} else if ok {
-		wr.reply = r // exactly once: a redelivered write gets its first reply
+		wr.reply, wr.dup = r, true // exactly once: a redelivered write gets its first reply
 		return nil, nil
 	}
 	op := wr.op
@@ -520,6 +526,7 @@ func (w *Worker) finisher(ctx context.Context, epoch uint64, done <-chan committ
 				break more
 			}
 		}
+		start := time.Now()
 		for _, c := range cs {
 			// Every entry up to what this batch answers — its own, and
 			// those of writes answered from _writes, which a failed
@@ -558,6 +565,7 @@ func (w *Worker) finisher(ctx context.Context, epoch uint64, done <-chan committ
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
+		w.met.confirmSeconds.Observe(time.Since(start).Seconds())
 		for _, c := range cs {
 			for _, in := range c.inbounds {
 				if err := w.settle(ctx, in, replies); err != nil {
@@ -583,6 +591,9 @@ func (w *Worker) settle(ctx context.Context, in *inbound, replies Replier) error
 	}
 	if err != nil {
 		return fmt.Errorf("ack: %w", err)
+	}
+	for _, wr := range in.writes {
+		w.met.writes[writeOutcome(wr)].Inc()
 	}
 	if in.batch {
 		out := wire.ReplyBatch{Replies: make([]wire.Reply, len(in.writes))}

@@ -6,12 +6,16 @@
 // would explode the series) and status, with latency histograms.
 //
 // Components define their own metrics on Registerer() with the rideshare_
-// namespace. The worker will do the same in phase 2 (batch sizes, lag,
-// plugin calls): nothing here is HTTP- or orchestrator-specific except the
-// middleware.
+// namespace. The worker does the same (batch sizes, replication, plugin
+// calls) and serves them with Serve: nothing here is orchestrator-specific.
 package metrics
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -32,6 +36,7 @@ const Unmatched = "unmatched"
 // Registry is one component's metrics.
 type Registry struct {
 	reg  *prometheus.Registry
+	own  prometheus.Registerer // reg, adding the component label
 	reqs *prometheus.CounterVec
 	lat  *prometheus.HistogramVec
 }
@@ -42,7 +47,7 @@ func New(component string) *Registry {
 	reg := prometheus.NewRegistry()
 	wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"component": component}, reg)
 	wrapped.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := &Registry{reg: reg}
+	r := &Registry{reg: reg, own: wrapped}
 	r.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "http", Name: "requests_total",
 		Help: "HTTP requests served, by chi route pattern, method and status code.",
@@ -56,9 +61,18 @@ func New(component string) *Registry {
 	return r
 }
 
+// OrPrivate returns reg, or a new registry nobody serves when reg is nil:
+// a component built without metrics (in a unit test) registers there.
+func OrPrivate(reg prometheus.Registerer) prometheus.Registerer {
+	if reg == nil {
+		return prometheus.NewRegistry()
+	}
+	return reg
+}
+
 // Registerer is where a component registers its own metrics (already
 // labelled with its component name).
-func (r *Registry) Registerer() prometheus.Registerer { return r.reg }
+func (r *Registry) Registerer() prometheus.Registerer { return r.own }
 
 // Gatherer is what /metrics exposes (tests read it).
 func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
@@ -153,3 +167,36 @@ func (s *StatusWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Serve serves the registry's /metrics on addr (host:port; port 0 picks
+// one) until ctx is done, for a process with no HTTP API of its own (the
+// worker). It returns the address to publish: the one listened on, with
+// an unspecified host (0.0.0.0, ::) given as 127.0.0.1.
+func (r *Registry) Serve(ctx context.Context, addr string, log *slog.Logger) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", r.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics server", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	tcp := ln.Addr().(*net.TCPAddr)
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	public := net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+	log.Info("metrics listening", "addr", public)
+	return public, nil
+}

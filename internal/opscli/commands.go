@@ -110,7 +110,7 @@ func orNone(s string) string {
 func (c *cli) workersCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "workers",
-		Short: "The workers: id, role, state, pid, applied sequence number, lag behind the master, plugins",
+		Short: "The workers: id, role, state, pid, applied sequence number, lag behind the master, metrics address, plugins",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ws []orchestrator.WorkerView
@@ -128,13 +128,13 @@ func (c *cli) workersCmd() *cobra.Command {
 
 func writeWorkers(w io.Writer, ws []orchestrator.WorkerView) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tPID\tAPPLIED\tLAG\tEPOCH\tPLUGINS")
+	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tPID\tAPPLIED\tLAG\tEPOCH\tMETRICS\tPLUGINS")
 	for _, v := range ws {
 		plugins := make([]string, 0, len(v.Plugins))
 		for _, p := range v.Plugins {
 			plugins = append(plugins, p.Name+"@"+p.Version)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", v.ID, v.Role, v.State, v.PID, v.Applied, v.Lag, v.Epoch, strings.Join(plugins, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", v.ID, v.Role, v.State, v.PID, v.Applied, v.Lag, v.Epoch, orNone(v.Metrics), strings.Join(plugins, ","))
 	}
 	tw.Flush()
 }

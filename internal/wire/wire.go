@@ -293,6 +293,9 @@ type WorkerInfo struct {
 	// Plugins are the handler plugins the worker has loaded (from its
 	// registry's Infos), for operators: the cluster page, rideshare plugins.
 	Plugins []PluginInfo `json:"plugins,omitempty"`
+	// Metrics is the host:port the worker serves Prometheus' /metrics on
+	// (absent from the records of workers that serve none).
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // PluginInfo is one loaded handler plugin.
@@ -306,7 +309,7 @@ type PluginInfo struct {
 // == does not compile).
 func (a WorkerInfo) Equal(b WorkerInfo) bool {
 	if a.ID != b.ID || a.PID != b.PID || a.Role != b.Role || a.State != b.State ||
-		a.Applied != b.Applied || a.Epoch != b.Epoch || len(a.Plugins) != len(b.Plugins) {
+		a.Applied != b.Applied || a.Epoch != b.Epoch || a.Metrics != b.Metrics || len(a.Plugins) != len(b.Plugins) {
 		return false
 	}
 	for i := range a.Plugins {

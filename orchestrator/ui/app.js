@@ -74,8 +74,9 @@ function renderCluster(c) {
     { text: w.applied_seq },
     { text: w.lag, cls: w.lag > 0 ? "lag-bad" : "" },
     { text: w.epoch },
+    { text: w.metrics || "" },
     { text: (w.plugins || []).map((p) => p.name + "@" + p.version).join(", ") },
-  ], { class: "worker", "data-id": w.id, "data-pid": String(w.pid), "data-role": w.role, "data-state": w.state })));
+  ], { class: "worker", "data-id": w.id, "data-pid": String(w.pid), "data-role": w.role, "data-state": w.state, "data-metrics": w.metrics || "" })));
 
   const a = c.autoscaler;
   $("as-window").textContent = a.window + " (" + a.reads_per_slave + " reads per slave, " + a.min_slaves + ".." + a.max_slaves + " slaves)";

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rideshare-dbaas/rideshare/internal/pluginsig"
 	"github.com/rideshare-dbaas/rideshare/worker"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
@@ -60,6 +61,11 @@ type Config struct {
 	// error for this long before the next try; default 1s.
 	RestartBackoff time.Duration
 
+	// Metrics is where the host registers its Prometheus metrics (plugin
+	// calls, failures, restarts, reloads, the loaded set); a private
+	// registry when nil.
+	Metrics prometheus.Registerer
+
 	noPdeathsig bool // tests: leave orphan handling to the plugin's watchdog
 }
 
@@ -72,6 +78,7 @@ type Host struct {
 	watchInterval  time.Duration
 	restartBackoff time.Duration
 	noPdeathsig    bool // tests: prove the plugin's own watchdog
+	met            *hostMetrics
 
 	reloadMu sync.Mutex // one load at a time
 	cur      atomic.Pointer[pluginSet]
@@ -116,6 +123,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		changed:        make(chan struct{}),
 		live:           map[*instance]struct{}{},
 	}
+	h.met = newHostMetrics(cfg.Metrics, h)
 	if h.manifest == "" {
 		h.manifest = filepath.Join(cfg.Dir, ManifestName)
 	}
@@ -180,11 +188,13 @@ func (h *Host) Reload(ctx context.Context) error {
 	h.reloadMu.Lock()
 	defer h.reloadMu.Unlock()
 	if err := h.reload(ctx); err != nil {
+		h.met.reloadKO.Inc()
 		if h.cur.Load() != nil {
 			h.log.Error("plugin reload failed; keeping the loaded plugins", "manifest", h.manifest, "err", err)
 		}
 		return err
 	}
+	h.met.reloadOK.Inc()
 	return nil
 }
 

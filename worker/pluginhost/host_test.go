@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rideshare-dbaas/rideshare/worker"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 	"github.com/rideshare-dbaas/rideshare/worker/plugins/rideshare"
@@ -169,7 +170,8 @@ func TestChecksumMismatchRefused(t *testing.T) {
 // hung process is replaced and the next call works; the write transaction
 // the calls ran in stays intact and commits exactly the good writes.
 func TestMisbehavingPluginFailsOnlyItsCall(t *testing.T) {
-	h, _ := mustHost(t, Config{Dir: mustPluginDir(t, plug{"misbehave", bins.misbehave1, "misbehave"})})
+	reg := prometheus.NewPedanticRegistry()
+	h, _ := mustHost(t, Config{Dir: mustPluginDir(t, plug{"misbehave", bins.misbehave1, "misbehave"}), Metrics: reg})
 	st := mustStore(t, h.Infos()...)
 	ctx := context.Background()
 	b, err := st.Begin(ctx)
@@ -319,6 +321,58 @@ func TestMisbehavingPluginFailsOnlyItsCall(t *testing.T) {
 	if want := []string{"a", "b", "c", "d", "e", "f", "g"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("committed rows %v, want %v (no row of a failed call)", got, want)
 	}
+
+	// What the metrics saw of it all.
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"rideshare_worker_plugin_calls_total", map[string]string{"op": "misbehave.insert", "method": "execute", "outcome": "ok"}, 7},
+		{"rideshare_worker_plugin_calls_total", map[string]string{"op": "misbehave.panic", "outcome": "failed"}, 1},
+		{"rideshare_worker_plugin_calls_total", map[string]string{"op": "misbehave.hang", "outcome": "timeout"}, 1},
+		{"rideshare_worker_plugin_calls_total", map[string]string{"op": "misbehave.garbage", "outcome": "failed"}, 1},
+		{"rideshare_worker_plugin_calls_total", map[string]string{"op": "misbehave.refuse", "outcome": "refused"}, 1},
+		{"rideshare_worker_plugin_failures_total", map[string]string{"plugin": "misbehave", "reason": "died"}, 1},
+		{"rideshare_worker_plugin_failures_total", map[string]string{"plugin": "misbehave", "reason": "overran"}, 1},
+		{"rideshare_worker_plugin_failures_total", map[string]string{"plugin": "misbehave", "reason": "exited"}, 1},
+		{"rideshare_worker_plugin_restarts_total", map[string]string{"plugin": "misbehave", "outcome": "ok"}, 3},
+		{"rideshare_worker_plugin_reloads_total", map[string]string{"outcome": "ok"}, 1},
+		{"rideshare_worker_plugin_loaded", map[string]string{"plugin": "misbehave", "version": "1"}, 1},
+	} {
+		if got := gathered(t, reg, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+}
+
+// gathered sums the values of the series of family name that carry labels.
+func gathered(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue series
+				}
+			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
 }
 
 // A reload swaps the plugin while a call is in flight: the call finishes on

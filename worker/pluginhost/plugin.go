@@ -44,6 +44,8 @@ type pluginHandle struct {
 	entry ManifestEntry
 	info  pluginapi.Info
 	kinds map[string]pluginapi.Kind
+	// Metrics children of each operation, resolved at load.
+	execM, planM map[string]*opMetrics
 
 	mu       sync.Mutex
 	inst     *instance // nil: start one on the next call
@@ -55,7 +57,8 @@ type pluginHandle struct {
 var _ pluginapi.Handler = (*pluginHandle)(nil)
 
 func newHandle(h *Host, e ManifestEntry, info pluginapi.Info, inst *instance) *pluginHandle {
-	p := &pluginHandle{h: h, entry: e, info: info, inst: inst, kinds: map[string]pluginapi.Kind{}}
+	p := &pluginHandle{h: h, entry: e, info: info, inst: inst, kinds: map[string]pluginapi.Kind{},
+		execM: h.met.opMetricsFor(e.Name, info, methodExecute), planM: h.met.opMetricsFor(e.Name, info, methodPlan)}
 	for _, op := range info.Ops {
 		p.kinds[op.Name] = op.Kind
 	}
@@ -71,21 +74,26 @@ func (p *pluginHandle) Info(ctx context.Context) (pluginapi.Info, error) { retur
 // next call; one that overran the deadline is replaced (killed once its
 // other calls return), so a hung handler cannot pile up.
 func (p *pluginHandle) Execute(ctx context.Context, op string, params json.RawMessage, db pluginapi.DB) (json.RawMessage, error) {
+	start := time.Now()
 	inst, fwd, err := p.acquire(ctx, op)
 	if fwd != nil {
-		return fwd.Execute(ctx, op, params, db)
+		return fwd.Execute(ctx, op, params, db) // counted by the handle serving it
 	}
 	if err != nil {
+		observe(p.execM, op, start, callFailed)
 		return nil, &CallError{Plugin: p.entry.Name, Op: op, Reason: "plugin not running", Err: err}
 	}
 	defer p.release(inst)
 	res, err := inst.handler.Execute(ctx, op, params, db)
 	if err == nil {
+		observe(p.execM, op, start, callOK)
 		return res, nil
 	}
 	if _, refused := pluginapi.AsError(err); refused {
+		observe(p.execM, op, start, callRefused)
 		return nil, err
 	}
+	outcome := callFailed
 	ce := &CallError{Plugin: p.entry.Name, Op: op, PID: inst.pid, Err: err}
 	var remote *pluginapi.RemoteError
 	switch {
@@ -96,19 +104,23 @@ func (p *pluginHandle) Execute(ctx context.Context, op string, params json.RawMe
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || pastDeadline(ctx):
 		// (gRPC's own timer can fire a moment before ctx's: ask the clock.)
 		ce.Reason = "no answer within the deadline; process replaced"
-		p.retire(inst, "overran a call's deadline")
+		outcome = callTimeout
+		p.retire(inst, "overran", "overran a call's deadline")
 	case errors.Is(ctx.Err(), context.Canceled):
 		ce.Reason = "call cancelled"
 	default:
 		// A transport failure: the process died (a panic, a kill) or broke
 		// the protocol. Either way it is not trusted with another call.
+		reason := "broken"
 		if waitExited(inst, 500*time.Millisecond) {
 			ce.Reason = "plugin process died during the call; restarting it on the next call"
+			reason = "died"
 		} else {
 			ce.Reason = "plugin connection failed; process replaced"
 		}
-		p.retire(inst, "failed a call: "+err.Error())
+		p.retire(inst, reason, "failed a call: "+err.Error())
 	}
+	observe(p.execM, op, start, outcome)
 	p.h.log.Warn("plugin call failed", "plugin", p.entry.Name, "op", op, "pid", inst.pid, "reason", ce.Reason, "err", err)
 	return nil, ce
 }
@@ -124,6 +136,7 @@ func (p *pluginHandle) Plan(ctx context.Context, calls []pluginapi.Call) []plugi
 	if len(calls) == 0 {
 		return out
 	}
+	start := time.Now()
 	inst, fwd, err := p.acquire(ctx, calls[0].Op)
 	if fwd != nil {
 		// A reload replaced this handle: let Execute forward each call.
@@ -135,18 +148,18 @@ func (p *pluginHandle) Plan(ctx context.Context, calls []pluginapi.Call) []plugi
 	if err != nil {
 		for i, c := range calls {
 			out[i].Err = &CallError{Plugin: p.entry.Name, Op: c.Op, Reason: "plugin not running", Err: err}
+			observe(p.planM, c.Op, start, callFailed)
 		}
 		return out
 	}
 	defer p.release(inst)
 	res := inst.handler.Plan(ctx, calls)
 	for i, r := range res {
-		if r.Err == nil || errors.Is(r.Err, pluginapi.ErrInteractive) {
+		if outcome := callOutcome(r.Err); outcome != callFailed && outcome != callTimeout {
+			observe(p.planM, calls[i].Op, start, outcome)
 			continue
 		}
-		if _, refused := pluginapi.AsError(r.Err); refused {
-			continue
-		}
+		outcome := callFailed
 		ce := &CallError{Plugin: p.entry.Name, Op: calls[i].Op, PID: inst.pid, Err: r.Err}
 		var remote *pluginapi.RemoteError
 		switch {
@@ -156,13 +169,15 @@ func (p *pluginHandle) Plan(ctx context.Context, calls []pluginapi.Call) []plugi
 			ce.Reason = "garbage plan"
 		case errors.Is(ctx.Err(), context.DeadlineExceeded) || pastDeadline(ctx):
 			ce.Reason = "no plan within the deadline; process replaced"
-			p.retire(inst, "overran a plan's deadline")
+			outcome = callTimeout
+			p.retire(inst, "overran", "overran a plan's deadline")
 		case errors.Is(ctx.Err(), context.Canceled):
 			ce.Reason = "call cancelled"
 		default:
 			ce.Reason = "plugin connection failed; process replaced"
-			p.retire(inst, "failed a plan call: "+r.Err.Error())
+			p.retire(inst, "broken", "failed a plan call: "+r.Err.Error())
 		}
+		observe(p.planM, calls[i].Op, start, outcome)
 		res[i].Err = ce
 	}
 	return res
@@ -193,7 +208,7 @@ func (p *pluginHandle) acquire(ctx context.Context, op string) (*instance, plugi
 		return nil, cur.Handler, nil
 	}
 	if p.inst != nil && p.inst.client.Exited() {
-		p.retireLocked(p.inst, "process exited")
+		p.retireLocked(p.inst, "exited", "process exited")
 	}
 	if p.inst == nil {
 		if p.startErr != nil && time.Since(p.startAt) < p.h.restartBackoff {
@@ -202,14 +217,17 @@ func (p *pluginHandle) acquire(ctx context.Context, op string) (*instance, plugi
 		inst, info, err := p.h.launch(ctx, p.entry)
 		p.startAt, p.startErr = time.Now(), err
 		if err != nil {
+			p.h.met.restarts.WithLabelValues(p.entry.Name, "failed").Inc()
 			return nil, nil, err
 		}
 		if !sameHandler(info, p.info) {
+			p.h.met.restarts.WithLabelValues(p.entry.Name, "failed").Inc()
 			p.h.killNow(inst)
 			p.startErr = fmt.Errorf("restarted plugin reports %s@%s with other operations than %s@%s", info.Name, info.Version, p.info.Name, p.info.Version)
 			return nil, nil, p.startErr
 		}
 		p.inst = inst
+		p.h.met.restarts.WithLabelValues(p.entry.Name, "ok").Inc()
 		p.h.log.Warn("plugin restarted", "plugin", p.entry.Name, "pid", inst.pid)
 	}
 	p.inst.refs++
@@ -234,14 +252,15 @@ func (p *pluginHandle) release(inst *instance) {
 }
 
 // retire takes inst out of service: no new calls; killed when its calls
-// in flight have returned.
-func (p *pluginHandle) retire(inst *instance, why string) {
+// in flight have returned. failure is the reason counted in
+// plugin_failures_total ("" for a retirement that is no failure).
+func (p *pluginHandle) retire(inst *instance, failure, why string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.retireLocked(inst, why)
+	p.retireLocked(inst, failure, why)
 }
 
-func (p *pluginHandle) retireLocked(inst *instance, why string) {
+func (p *pluginHandle) retireLocked(inst *instance, failure, why string) {
 	if p.inst == inst {
 		p.inst = nil
 	}
@@ -249,6 +268,9 @@ func (p *pluginHandle) retireLocked(inst *instance, why string) {
 		return
 	}
 	inst.retired = true
+	if failure != "" {
+		p.h.met.retired.WithLabelValues(p.entry.Name, failure).Inc()
+	}
 	if inst.refs == 0 && !inst.killed {
 		inst.killed = true
 		p.h.killLater(inst, why)
@@ -261,7 +283,7 @@ func (p *pluginHandle) unload() {
 	defer p.mu.Unlock()
 	p.unloaded = true
 	if p.inst != nil {
-		p.retireLocked(p.inst, "unloaded by a reload")
+		p.retireLocked(p.inst, "", "unloaded by a reload")
 	}
 }
 

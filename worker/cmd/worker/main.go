@@ -19,6 +19,7 @@ import (
 
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
+	"github.com/rideshare-dbaas/rideshare/internal/metrics"
 	"github.com/rideshare-dbaas/rideshare/internal/pluginsig"
 	"github.com/rideshare-dbaas/rideshare/internal/profiling"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
@@ -84,6 +85,7 @@ func main() {
 		amqpFile string
 		pubFile  string
 		logFile  string
+		metAddr  string
 	)
 	flag.StringVar(&opts.ID, "id", "", "worker id (unique; the orchestrator sets it)")
 	flag.StringVar(&opts.DataDir, "data-dir", "", "directory of this worker's database")
@@ -102,6 +104,7 @@ func main() {
 	flag.StringVar(&pprof, "pprof", "", "serve Go profiles (/debug/pprof/) on this loopback address (port 0 picks one; off when empty)")
 	flag.StringVar(&plugins.Manifest, "plugin-manifest", "", "plugin manifest (default <plugin-dir>/"+pluginhost.ManifestName+"), signed in <manifest>.sig")
 	flag.StringVar(&pubFile, "plugin-pubkey", "", "public key that signs the plugin manifest, outside the plugin directory (default $"+pluginsig.EnvPublicKeyFile+", $"+pluginsig.EnvPublicKey+", else "+pluginPubName+" beside this binary)")
+	flag.StringVar(&metAddr, "metrics-listen", "127.0.0.1:0", "serve Prometheus /metrics on this host:port (port 0 picks one); the address is published in the worker's ZooKeeper record, so give one the orchestrator can reach; off when empty")
 	flag.StringVar(&logFile, "log-file", "", "also append the log to this file (a container's log outlives the container)")
 	if err := cmdutil.ParseFlags(flag.CommandLine, "worker", os.Args[1:]); err != nil {
 		cmdutil.Exit("worker", err, 2)
@@ -129,6 +132,8 @@ func main() {
 	// must not kill the worker (its default action), so take it now.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	plugins.Logger = log.With("subsystem", "plugins")
+	met := metrics.New("worker")
+	plugins.Metrics, opts.Metrics = met.Registerer(), met.Registerer()
 	if plugins.PublicKey, err = pluginKey(pubFile, plugins.Dir); err != nil {
 		cmdutil.Exit("worker", err, 2)
 	}
@@ -144,16 +149,21 @@ func main() {
 		cmdutil.Exit("worker", err, code)
 	}
 	opts.Registry = host
-	w, err := worker.New(opts)
-	if err != nil {
-		exit(err, 2)
-	}
 	ctx, stop := cmdutil.SignalContext()
 	defer stop()
+	if metAddr != "" {
+		if opts.MetricsAddr, err = met.Serve(ctx, metAddr, log.With("subsystem", "metrics")); err != nil {
+			exit(err, 2)
+		}
+	}
 	if pprof != "" {
 		if _, err := profiling.Serve(ctx, pprof, log.With("subsystem", "pprof")); err != nil {
 			exit(err, 2)
 		}
+	}
+	w, err := worker.New(opts)
+	if err != nil {
+		exit(err, 2)
 	}
 	go host.Run(ctx) // rolling reload on SIGHUP or a changed manifest
 	if err := w.Run(ctx); err != nil {
