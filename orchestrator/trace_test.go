@@ -1,0 +1,163 @@
+package orchestrator_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rideshare-dbaas/rideshare/internal/httpx"
+	"github.com/rideshare-dbaas/rideshare/internal/pluginsig"
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
+	"github.com/rideshare-dbaas/rideshare/internal/testenv"
+	"github.com/rideshare-dbaas/rideshare/orchestrator"
+	"github.com/rideshare-dbaas/rideshare/services/rides"
+)
+
+// TestTrace_RequestIDEndToEnd follows one request id through a real stack:
+// the rides service (in process), the orchestrator, RabbitMQ, a slave
+// worker (a process) and a handler plugin (a process of its own) that
+// fails on purpose (testdata/tracefail, in the stats plugin's place).
+// The client's X-Request-ID comes back in the reply's header and error
+// body, and is on the service's, the orchestrator's, the worker's and the
+// plugin's log lines about the request.
+func TestTrace_RequestIDEndToEnd(t *testing.T) {
+	testenv.RequireServers(t)
+	bins := buildPlugins(t, "rideshare")
+	pluginDir := t.TempDir()
+	installPlugin(t, pluginDir, bins["rideshare"], "rideshare-plugin")
+	installPlugin(t, pluginDir, buildTestPlugin(t, "./orchestrator/testdata/tracefail"), "stats-plugin")
+	writeManifest(t, pluginDir, "rideshare", "stats")
+
+	workersDir := t.TempDir()
+	s := mustStartStack(t, func(o *orchestrator.Options) {
+		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
+			Binary: testenv.Bin(t, "worker"), DataDir: workersDir, Logger: o.Logger, DieWithParent: true,
+			Env: []string{"RIDESHARE_AMQP_URL=" + o.AMQPURL, "RIDESHARE_AMQP_URL_FILE=", swapKeyEnv(), pluginsig.EnvPublicKeyFile + "="},
+			Args: []string{"--zk-servers", strings.Join(o.ZKServers, ","),
+				"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s",
+				"--log-level", "debug", "--plugin-dir", pluginDir},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rt.Close(true) })
+		o.Runtime = rt
+		o.Scale.MinSlaves, o.Scale.MaxSlaves = 1, 1
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpWorkerLogs(t, workersDir)
+		}
+	})
+	s.waitShape(1, 60*time.Second)
+
+	// The rides service, logging as its binary does (JSON, info level).
+	var svcLog lockedBuffer
+	svc, err := rides.New(rides.Options{
+		Config:   httpx.Config{DBaaSURL: s.url, Logger: httpx.NewLogger(&svcLog, "rides")},
+		UsersURL: "http://127.0.0.1:1", PublicURL: "http://rides.test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+
+	id := "t-" + reqid.New()[:12]
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/rides/stats", nil)
+	req.Header.Set(reqid.Header, id)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var body map[string]string
+	_ = json.Unmarshal(b, &body)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(reqid.Header) != id || body["request_id"] != id {
+		t.Fatalf("GET /api/v1/rides/stats: %d, X-Request-ID %q, body %s; want 503 with %q in both",
+			resp.StatusCode, resp.Header.Get(reqid.Header), b, id)
+	}
+
+	// Every log the request went through has a line with its id.
+	type where struct {
+		name  string
+		lines func() []byte
+		msg   string // a line with this message and the id
+	}
+	fileLines := func(glob string) func() []byte {
+		return func() []byte {
+			files, _ := filepath.Glob(glob)
+			var all []byte
+			for _, f := range files {
+				b, _ := os.ReadFile(f)
+				all = append(all, b...)
+			}
+			return all
+		}
+	}
+	for _, w := range []where{
+		{"rides service", svcLog.Bytes, "database unavailable"},
+		{"orchestrator", fileLines(filepath.Join(s.dataDir, "orchestrator.log")), "worker answered an error"},
+		{"worker", fileLines(filepath.Join(workersDir, "*.log")), "handler failed"},
+		{"plugin (through the worker's log)", fileLines(filepath.Join(workersDir, "*.log")), "tracefail: failing on purpose"},
+	} {
+		testenv.Eventually(t, 10*time.Second, w.name+" logs the request id", func() (bool, string) {
+			for _, l := range bytes.Split(w.lines(), []byte("\n")) {
+				var m map[string]any
+				if json.Unmarshal(l, &m) == nil && m["msg"] == w.msg && m["request_id"] == id {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("no line %q with request_id %q", w.msg, id)
+		})
+	}
+}
+
+// buildTestPlugin builds the plugin command pkg (a path from the
+// repository's root) into a temporary directory.
+func buildTestPlugin(t *testing.T, pkg string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if p, err := exec.LookPath("go"); err == nil {
+		gobin = p
+	}
+	cmd := exec.Command(gobin, "build", "-trimpath", "-o", out, pkg)
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// lockedBuffer is a bytes.Buffer a logger and a test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.b.Bytes()...)
+}
