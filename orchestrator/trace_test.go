@@ -90,6 +90,29 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 			resp.StatusCode, resp.Header.Get(reqid.Header), b, id)
 	}
 
+	// Writes: one applied, then the same refused (username taken), each
+	// with its own id, straight to the orchestrator.
+	wid, rid := "t-"+reqid.New()[:12], "t-"+reqid.New()[:12]
+	for _, c := range []struct {
+		id     string
+		status int
+	}{{wid, 200}, {rid, 409}} {
+		body := strings.NewReader(`{"op":"users.add","params":{"username":"trace","password":"p"}}`)
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/db/write", body)
+		req.Header.Set(reqid.Header, c.id)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		if resp.StatusCode != c.status || resp.Header.Get(reqid.Header) != c.id || (c.status != 200 && m["request_id"] != c.id) {
+			t.Fatalf("write with id %s: %d %s (X-Request-ID %q), want %d", c.id, resp.StatusCode, b, resp.Header.Get(reqid.Header), c.status)
+		}
+	}
+
 	// Every log the request went through has a line with its id.
 	type where struct {
 		name  string
@@ -112,15 +135,25 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 		{"orchestrator", fileLines(filepath.Join(s.dataDir, "orchestrator.log")), "worker answered an error"},
 		{"worker", fileLines(filepath.Join(workersDir, "*.log")), "handler failed"},
 		{"plugin (through the worker's log)", fileLines(filepath.Join(workersDir, "*.log")), "tracefail: failing on purpose"},
+		{"worker (write applied)", fileLines(filepath.Join(workersDir, "*.log")), "write applied"},
+		{"worker (write refused)", fileLines(filepath.Join(workersDir, "*.log")), "write refused"},
+		{"orchestrator (write refused)", fileLines(filepath.Join(s.dataDir, "orchestrator.log")), "worker answered an error"},
 	} {
+		want := id
+		switch {
+		case strings.HasSuffix(w.name, "(write applied)"):
+			want = wid
+		case strings.HasSuffix(w.name, "(write refused)"):
+			want = rid
+		}
 		testenv.Eventually(t, 10*time.Second, w.name+" logs the request id", func() (bool, string) {
 			for _, l := range bytes.Split(w.lines(), []byte("\n")) {
 				var m map[string]any
-				if json.Unmarshal(l, &m) == nil && m["msg"] == w.msg && m["request_id"] == id {
+				if json.Unmarshal(l, &m) == nil && m["msg"] == w.msg && m["request_id"] == want {
 					return true, ""
 				}
 			}
-			return false, fmt.Sprintf("no line %q with request_id %q", w.msg, id)
+			return false, fmt.Sprintf("no line %q with request_id %q", w.msg, want)
 		})
 	}
 }
