@@ -8,16 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/httpx"
-	"github.com/rideshare-dbaas/rideshare/internal/pluginsig"
 	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 	"github.com/rideshare-dbaas/rideshare/internal/testenv"
 	"github.com/rideshare-dbaas/rideshare/orchestrator"
@@ -41,16 +37,7 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 
 	workersDir := t.TempDir()
 	s := mustStartStack(t, func(o *orchestrator.Options) {
-		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
-			Binary: testenv.Bin(t, "worker"), DataDir: workersDir, Logger: o.Logger, DieWithParent: true,
-			Env: []string{"RIDESHARE_AMQP_URL=" + o.AMQPURL, "RIDESHARE_AMQP_URL_FILE=", swapKeyEnv(), pluginsig.EnvPublicKeyFile + "="},
-			Args: []string{"--zk-servers", strings.Join(o.ZKServers, ","),
-				"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s",
-				"--log-level", "debug", "--plugin-dir", pluginDir},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rt := processWithPlugins(t, o, pluginDir, workersDir)
 		t.Cleanup(func() { _ = rt.Close(true) })
 		o.Runtime = rt
 		o.Scale.MinSlaves, o.Scale.MaxSlaves = 1, 1
@@ -63,9 +50,14 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 	s.waitShape(1, 60*time.Second)
 
 	// The rides service, logging as its binary does (JSON, info level).
-	var svcLog lockedBuffer
+	svcLog := filepath.Join(t.TempDir(), "rides.log")
+	logf, err := os.Create(svcLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
 	svc, err := rides.New(rides.Options{
-		Config:   httpx.Config{DBaaSURL: s.url, Logger: httpx.NewLogger(&svcLog, "rides")},
+		Config:   httpx.Config{DBaaSURL: s.url, Logger: httpx.NewLogger(logf, "rides")},
 		UsersURL: "http://127.0.0.1:1", PublicURL: "http://rides.test",
 	})
 	if err != nil {
@@ -131,7 +123,7 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 		}
 	}
 	for _, w := range []where{
-		{"rides service", svcLog.Bytes, "database unavailable"},
+		{"rides service", fileLines(svcLog), "database unavailable"},
 		{"orchestrator", fileLines(filepath.Join(s.dataDir, "orchestrator.log")), "worker answered an error"},
 		{"worker", fileLines(filepath.Join(workersDir, "*.log")), "handler failed"},
 		{"plugin (through the worker's log)", fileLines(filepath.Join(workersDir, "*.log")), "tracefail: failing on purpose"},
@@ -162,35 +154,7 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 // repository's root) into a temporary directory.
 func buildTestPlugin(t *testing.T, pkg string) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if p, err := exec.LookPath("go"); err == nil {
-		gobin = p
-	}
-	cmd := exec.Command(gobin, "build", "-trimpath", "-o", out, pkg)
-	cmd.Dir = filepath.Join(filepath.Dir(file), "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return out
-}
-
-// lockedBuffer is a bytes.Buffer a logger and a test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]byte(nil), l.b.Bytes()...)
+	dir := t.TempDir()
+	goBuild(t, dir, pkg)
+	return filepath.Join(dir, filepath.Base(pkg))
 }
