@@ -323,7 +323,7 @@ func (o *Orchestrator) relay(w http.ResponseWriter, ctx context.Context, op stri
 	}
 	out := map[string]any{"error": rep.Error}
 	if id := reqid.FromResponse(w); id != "" {
-		out["request_id"] = id
+		out[reqid.Attr] = id
 	}
 	if rep.Code != "" {
 		out["code"] = rep.Code
@@ -425,9 +425,9 @@ func (o *Orchestrator) handleReady(w http.ResponseWriter, _ *http.Request) {
 	_, master, ready := o.cluster.snapshot()
 	switch {
 	case !o.caller.Connected():
-		writeJSON(w, 503, map[string]string{"error": "not connected to RabbitMQ", "runtime": o.rt.Name()})
+		writeJSON(w, 503, map[string]string{"error": "not connected to RabbitMQ", "runtime": o.rt.Name(), reqid.Attr: reqid.FromResponse(w)})
 	case !ready:
-		writeJSON(w, 503, map[string]string{"error": "no master is ready yet", "runtime": o.rt.Name()})
+		writeJSON(w, 503, map[string]string{"error": "no master is ready yet", "runtime": o.rt.Name(), reqid.Attr: reqid.FromResponse(w)})
 	default:
 		writeJSON(w, 200, map[string]string{"status": "ready", "master": master, "runtime": o.rt.Name()})
 	}
