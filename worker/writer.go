@@ -427,34 +427,6 @@ outer:
 // (nil when nothing is logged: an invalid write, a duplicate, or a handler
 // failure, which may succeed when retried). Its reply is set on wr.
 func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, wr *write) (*wire.Entry, error) {
-	e, err := w.runWrite(ctx, b, epoch, wr)
-	if err == nil && wr.reply != nil {
-		w.logOutcome("write", wr.req.RID, wr.req.Op, wr.reply)
-	}
-	return e, err
-}
-
-// logOutcome logs one answered read or write (what) at debug level, with
-// its request id: "write applied", "read served", or "... refused" /
-// "... failed" with the status and the error.
-func (w *Worker) logOutcome(what, rid, op string, r *wire.Reply) {
-	if !w.log.Enabled(context.Background(), slog.LevelDebug) {
-		return
-	}
-	switch {
-	case r.Status == 200 && what == "write":
-		w.log.Debug("write applied", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
-	case r.Status == 200:
-		w.log.Debug("read served", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
-	case r.Status < 500:
-		w.log.Debug(what+" refused", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq, "status", r.Status, "code", r.Code, "error", r.Error)
-	default:
-		w.log.Debug(what+" failed", pluginapi.LogRequestID, rid, "op", op, "status", r.Status, "error", r.Error)
-	}
-}
-
-// runWrite is applyWrite without its log line.
-func (w *Worker) runWrite(ctx context.Context, b *Batch, epoch uint64, wr *write) (*wire.Entry, error) {
 	if wr.invalid != nil {
 		wr.reply = wr.invalid
 		return nil, nil
@@ -614,6 +586,9 @@ func (w *Worker) settle(ctx context.Context, in *inbound, replies Replier) error
 	if err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
+	for _, wr := range in.writes {
+		w.logOutcome("write", wr.req.RID, wr.req.Op, wr.reply)
+	}
 	if in.batch {
 		out := wire.ReplyBatch{Replies: make([]wire.Reply, len(in.writes))}
 		for i, wr := range in.writes {
@@ -624,4 +599,24 @@ func (w *Worker) settle(ctx context.Context, in *inbound, replies Replier) error
 	}
 	replies.Reply(ctx, in.d, mustJSON(in.writes[0].reply))
 	return nil
+}
+
+// logOutcome logs one answered read or write (what) at debug level, with
+// its request id: "write applied" (committed, confirmed on the sync
+// stream and answered), "read served", or "... refused" / "... failed"
+// with the status and the error.
+func (w *Worker) logOutcome(what, rid, op string, r *wire.Reply) {
+	if !w.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	switch {
+	case r.Status == 200 && what == "write":
+		w.log.Debug("write applied", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
+	case r.Status == 200:
+		w.log.Debug("read served", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
+	case r.Status < 500:
+		w.log.Debug(what+" refused", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq, "status", r.Status, "code", r.Code, "error", r.Error)
+	default:
+		w.log.Debug(what+" failed", pluginapi.LogRequestID, rid, "op", op, "status", r.Status, "error", r.Error)
+	}
 }
