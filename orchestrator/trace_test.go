@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,15 +19,18 @@ import (
 	"github.com/rideshare-dbaas/rideshare/internal/testenv"
 	"github.com/rideshare-dbaas/rideshare/orchestrator"
 	"github.com/rideshare-dbaas/rideshare/services/rides"
+	"github.com/rideshare-dbaas/rideshare/traefik"
 )
 
 // TestTrace_RequestIDEndToEnd follows one request id through a real stack:
-// the rides service (in process), the orchestrator, RabbitMQ, a slave
+// Traefik (bin/traefik, with the stack's configuration), the rides
+// service (in process), the orchestrator, RabbitMQ, a slave
 // worker (a process) and a handler plugin (a process of its own) that
 // fails on purpose (testdata/tracefail, in the stats plugin's place).
 // The client's X-Request-ID comes back in the reply's header and error
-// body, and is on the service's, the orchestrator's, the worker's and the
-// plugin's log lines about the request.
+// body, and is on Traefik's access log line and the service's, the
+// orchestrator's, the worker's and the plugin's log lines about the
+// request.
 func TestTrace_RequestIDEndToEnd(t *testing.T) {
 	testenv.RequireServers(t)
 	bins := buildPlugins(t, "rideshare")
@@ -65,9 +69,10 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 	}
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
+	lb, accessLog := mustStartTraefik(t, srv.URL)
 
 	id := "t-" + reqid.New()[:12]
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/rides/stats", nil)
+	req, _ := http.NewRequest(http.MethodGet, lb+"/api/v1/rides/stats", nil)
 	req.Header.Set(reqid.Header, id)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -123,6 +128,7 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 		}
 	}
 	for _, w := range []where{
+		{"Traefik", fileLines(accessLog), ""},
 		{"rides service", fileLines(svcLog), "database unavailable"},
 		{"orchestrator", fileLines(filepath.Join(s.dataDir, "orchestrator.log")), "worker answered an error"},
 		{"worker", fileLines(filepath.Join(workersDir, "*.log")), "handler failed"},
@@ -141,6 +147,12 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 		testenv.Eventually(t, 10*time.Second, w.name+" logs the request id", func() (bool, string) {
 			for _, l := range bytes.Split(w.lines(), []byte("\n")) {
 				var m map[string]any
+				if json.Unmarshal(l, &m) == nil && w.name == "Traefik" {
+					if m["request_X-Request-Id"] == want && m["downstream_X-Request-Id"] == want && m["DownstreamStatus"] == 503.0 {
+						return true, ""
+					}
+					continue
+				}
 				if json.Unmarshal(l, &m) == nil && m["msg"] == w.msg && m["request_id"] == want {
 					return true, ""
 				}
@@ -148,6 +160,56 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 			return false, fmt.Sprintf("no line %q with request_id %q", w.msg, want)
 		})
 	}
+}
+
+// mustStartTraefik runs bin/traefik with the stack's configuration
+// (package traefik) in front of one server for every route, until the
+// test ends; it returns the load balancer's URL, once a request through it
+// reaches the server, and the access log's path.
+func mustStartTraefik(t *testing.T, server string) (lb, accessLog string) {
+	t.Helper()
+	bin := testenv.Traefik(t)
+	dir := t.TempDir()
+	lbPort, apiPort := testenv.FreePort(t), testenv.FreePort(t)
+	for apiPort == lbPort {
+		apiPort = testenv.FreePort(t)
+	}
+	routes, err := traefik.Routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := map[string][]string{}
+	for _, r := range routes {
+		servers[r.Name] = []string{server}
+	}
+	static, err := traefik.Render(dir, lbPort, apiPort, servers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, "stdout.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--configFile="+static)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		out.Close()
+	})
+	lb = fmt.Sprintf("http://127.0.0.1:%d", lbPort)
+	testenv.Eventually(t, 30*time.Second, "Traefik routes to the service", func() (bool, string) {
+		resp, err := http.Get(lb + traefik.HealthCheckPath)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	return lb, filepath.Join(dir, "access.log")
 }
 
 // buildTestPlugin builds the plugin command pkg (a path from the
