@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -162,14 +161,13 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 	}
 }
 
-// mustStartTraefik runs bin/traefik with the stack's configuration
-// (package traefik) in front of one server for every route, until the
-// test ends; it returns the load balancer's URL, once a request through it
-// reaches the server, and the access log's path.
+// mustStartTraefik runs bin/traefik (runTraefik) in front of one server
+// for every route, until the test ends; it returns the load balancer's
+// URL, once a request through it reaches the server, and the access log's
+// path.
 func mustStartTraefik(t *testing.T, server string) (lb, accessLog string) {
 	t.Helper()
 	bin := testenv.Traefik(t)
-	dir := t.TempDir()
 	lbPort, apiPort := testenv.FreePort(t), testenv.FreePort(t)
 	for apiPort == lbPort {
 		apiPort = testenv.FreePort(t)
@@ -182,24 +180,7 @@ func mustStartTraefik(t *testing.T, server string) (lb, accessLog string) {
 	for _, r := range routes {
 		servers[r.Name] = []string{server}
 	}
-	static, err := traefik.Render(dir, lbPort, apiPort, servers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(filepath.Join(dir, "stdout.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--configFile="+static)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		out.Close()
-	})
+	dir := runTraefik(t, bin, lbPort, apiPort, servers)
 	lb = fmt.Sprintf("http://127.0.0.1:%d", lbPort)
 	testenv.Eventually(t, 30*time.Second, "Traefik routes to the service", func() (bool, string) {
 		resp, err := http.Get(lb + traefik.HealthCheckPath)
