@@ -70,31 +70,20 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 	t.Cleanup(srv.Close)
 	lb, accessLog := mustStartTraefik(t, srv.URL)
 
-	id := "t-" + reqid.New()[:12]
-	req, _ := http.NewRequest(http.MethodGet, lb+"/api/v1/rides/stats", nil)
-	req.Header.Set(reqid.Header, id)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var body map[string]string
-	_ = json.Unmarshal(b, &body)
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(reqid.Header) != id || body["request_id"] != id {
-		t.Fatalf("GET /api/v1/rides/stats: %d, X-Request-ID %q, body %s; want 503 with %q in both",
-			resp.StatusCode, resp.Header.Get(reqid.Header), b, id)
-	}
-
-	// Writes: one applied, then the same refused (username taken), each
-	// with its own id, straight to the orchestrator.
-	wid, rid := "t-"+reqid.New()[:12], "t-"+reqid.New()[:12]
+	// The request, and writes (one applied, then the same refused:
+	// username taken) straight to the orchestrator, each with its own id,
+	// which comes back in the reply's header and in an error's body.
+	id, wid, rid := "t-"+reqid.New()[:12], "t-"+reqid.New()[:12], "t-"+reqid.New()[:12]
+	write := `{"op":"users.add","params":{"username":"trace","password":"p"}}`
 	for _, c := range []struct {
-		id     string
-		status int
-	}{{wid, 200}, {rid, 409}} {
-		body := strings.NewReader(`{"op":"users.add","params":{"username":"trace","password":"p"}}`)
-		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/db/write", body)
+		id, method, url, body string
+		status                int
+	}{
+		{id, http.MethodGet, lb + "/api/v1/rides/stats", "", http.StatusServiceUnavailable},
+		{wid, http.MethodPost, s.url + "/api/v1/db/write", write, http.StatusOK},
+		{rid, http.MethodPost, s.url + "/api/v1/db/write", write, http.StatusConflict},
+	} {
+		req, _ := http.NewRequest(c.method, c.url, strings.NewReader(c.body))
 		req.Header.Set(reqid.Header, c.id)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -105,7 +94,8 @@ func TestTrace_RequestIDEndToEnd(t *testing.T) {
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)
 		if resp.StatusCode != c.status || resp.Header.Get(reqid.Header) != c.id || (c.status != 200 && m["request_id"] != c.id) {
-			t.Fatalf("write with id %s: %d %s (X-Request-ID %q), want %d", c.id, resp.StatusCode, b, resp.Header.Get(reqid.Header), c.status)
+			t.Fatalf("%s %s with id %s: %d %s (X-Request-ID %q), want %d with the id in the header and an error's body",
+				c.method, c.url, c.id, resp.StatusCode, b, resp.Header.Get(reqid.Header), c.status)
 		}
 	}
 
