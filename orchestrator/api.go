@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/rideshare-dbaas/rideshare/internal/apirecord"
 	"github.com/rideshare-dbaas/rideshare/internal/httpx"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 )
 
@@ -29,6 +31,9 @@ const headerDeadline = "x-deadline-ms"
 // Handler returns the HTTP API.
 func (o *Orchestrator) Handler() http.Handler {
 	r := chi.NewRouter()
+	// The request id first: the metrics, the replies and every log line
+	// about the request see it (package reqid).
+	r.Use(reqid.Middleware)
 	r.Use(o.met.Middleware(apirecord.FromEnv("dbaas")))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
@@ -136,7 +141,8 @@ func (o *Orchestrator) handleWrite(w http.ResponseWriter, r *http.Request) {
 	if b.ID == "" {
 		b.ID = uuid.NewString()
 	}
-	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: b.ID, Op: *b.Op, Params: params}, nil)
+	ctx := r.Context()
+	o.forwardWrite(w, ctx, wire.WriteRequest{ID: b.ID, Op: *b.Op, Params: params, RID: reqid.FromContext(ctx)}, nil)
 }
 
 type clearBody struct {
@@ -172,7 +178,8 @@ func (o *Orchestrator) handleClear(w http.ResponseWriter, r *http.Request) {
 	if id == "" {
 		id = uuid.NewString()
 	}
-	o.forwardWrite(w, r.Context(), wire.WriteRequest{ID: "clear:" + id, Op: "db.clear", Params: json.RawMessage("{}")}, struct{}{})
+	ctx := r.Context()
+	o.forwardWrite(w, ctx, wire.WriteRequest{ID: "clear:" + id, Op: "db.clear", Params: json.RawMessage("{}"), RID: reqid.FromContext(ctx)}, struct{}{})
 }
 
 // forwardWrite sends a write and relays the master's reply. With
@@ -182,7 +189,7 @@ func (o *Orchestrator) forwardWrite(w http.ResponseWriter, ctx context.Context, 
 	defer cancel()
 	rep, err := o.writes.do(ctx, req)
 	if err != nil {
-		o.unavailable(w, "write", err)
+		o.unavailable(w, ctx, "write", req.Op, err)
 		return
 	}
 	if rep.Seq > 0 {
@@ -193,7 +200,7 @@ func (o *Orchestrator) forwardWrite(w http.ResponseWriter, ctx context.Context, 
 		writeJSON(w, 200, override)
 		return
 	}
-	relay(w, &rep)
+	o.relay(w, ctx, req.Op, &rep)
 }
 
 func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
@@ -243,19 +250,22 @@ func (o *Orchestrator) handleRead(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), o.opts.ReadTimeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	rep, err := o.reads.do(ctx, wire.ReadRequest{Op: *b.Op, Params: params, MinSeq: minSeq, Deadline: deadline.UnixMilli()})
+	rep, err := o.reads.do(ctx, wire.ReadRequest{Op: *b.Op, Params: params, MinSeq: minSeq, Deadline: deadline.UnixMilli(),
+		RID: reqid.FromContext(ctx)})
 	if err != nil {
-		o.unavailable(w, "read", err)
+		o.unavailable(w, ctx, "read", *b.Op, err)
 		return
 	}
-	relay(w, &rep)
+	o.relay(w, ctx, *b.Op, &rep)
 }
 
 // retrySafe ends the message of a write that got no answer: it may or may
 // not have been applied, and resending it is how a client finds out.
 const retrySafe = `; it may have been applied: retrying it with the same "id" is safe (a write is applied at most once per id)`
 
-func (o *Orchestrator) unavailable(w http.ResponseWriter, what string, err error) {
+// unavailable answers a read or write (what) of op that got no reply, and
+// logs it at warn level with the request's id.
+func (o *Orchestrator) unavailable(w http.ResponseWriter, ctx context.Context, what, op string, err error) {
 	status, msg := http.StatusServiceUnavailable, ""
 	if errors.Is(err, context.DeadlineExceeded) && !o.caller.Connected() {
 		// The request's own deadline came first, but the reason is this.
@@ -275,6 +285,7 @@ func (o *Orchestrator) unavailable(w http.ResponseWriter, what string, err error
 	default:
 		msg = fmt.Sprintf("%s failed: %v", what, err)
 	}
+	o.log.WarnContext(ctx, what+" failed", "op", op, "status", status, "err", err)
 	if what == "write" {
 		msg += retrySafe
 	}
@@ -284,8 +295,10 @@ func (o *Orchestrator) unavailable(w http.ResponseWriter, what string, err error
 // HeaderWorker names the worker that answered.
 const HeaderWorker = "X-DBaaS-Worker"
 
-// relay turns a worker reply into the HTTP answer.
-func relay(w http.ResponseWriter, rep *wire.Reply) {
+// relay turns a worker reply to op into the HTTP answer. A refusal is
+// logged at debug level, a worker's failure (5xx) at warn, both with the
+// request's id; a success is not logged.
+func (o *Orchestrator) relay(w http.ResponseWriter, ctx context.Context, op string, rep *wire.Reply) {
 	if rep.Worker != "" {
 		w.Header().Set(HeaderWorker, rep.Worker)
 	}
@@ -300,7 +313,18 @@ func relay(w http.ResponseWriter, rep *wire.Reply) {
 		}{rep.Seq, result})
 		return
 	}
+	level := slog.LevelDebug
+	if rep.Status >= 500 {
+		level = slog.LevelWarn
+	}
+	if o.log.Enabled(ctx, level) {
+		o.log.Log(ctx, level, "worker answered an error", "op", op, "status", rep.Status, "code", rep.Code,
+			"worker", rep.Worker, "error", rep.Error)
+	}
 	out := map[string]any{"error": rep.Error}
+	if id := reqid.FromResponse(w); id != "" {
+		out[reqid.Attr] = id
+	}
 	if rep.Code != "" {
 		out["code"] = rep.Code
 	}
@@ -401,9 +425,9 @@ func (o *Orchestrator) handleReady(w http.ResponseWriter, _ *http.Request) {
 	_, master, ready := o.cluster.snapshot()
 	switch {
 	case !o.caller.Connected():
-		writeJSON(w, 503, map[string]string{"error": "not connected to RabbitMQ", "runtime": o.rt.Name()})
+		writeJSON(w, 503, map[string]string{"error": "not connected to RabbitMQ", "runtime": o.rt.Name(), reqid.Attr: reqid.FromResponse(w)})
 	case !ready:
-		writeJSON(w, 503, map[string]string{"error": "no master is ready yet", "runtime": o.rt.Name()})
+		writeJSON(w, 503, map[string]string{"error": "no master is ready yet", "runtime": o.rt.Name(), reqid.Attr: reqid.FromResponse(w)})
 	default:
 		writeJSON(w, 200, map[string]string{"status": "ready", "master": master, "runtime": o.rt.Name()})
 	}

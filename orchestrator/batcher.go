@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -140,7 +141,11 @@ func (o *Orchestrator) sendWrites(ctx context.Context, reqs []wire.WriteRequest)
 	if err != nil {
 		return nil, err
 	}
-	d, err := o.caller.Call(ctx, mq.Message{Key: o.names.WriteQ, Type: wire.TypeWrites, Body: body, Persistent: true})
+	var headers amqp.Table
+	if ids := joinRIDs(len(reqs), func(i int) string { return reqs[i].RID }); ids != "" {
+		headers = amqp.Table{HeaderRequestIDs: ids}
+	}
+	d, err := o.caller.Call(ctx, mq.Message{Key: o.names.WriteQ, Type: wire.TypeWrites, Body: body, Persistent: true, Headers: headers})
 	if err != nil {
 		return nil, err
 	}
@@ -158,13 +163,42 @@ func (o *Orchestrator) sendReads(ctx context.Context, reqs []wire.ReadRequest) (
 		return nil, err
 	}
 	deadline, _ := ctx.Deadline()
+	headers := amqp.Table{headerDeadline: deadline.UnixMilli()}
+	if ids := joinRIDs(len(reqs), func(i int) string { return reqs[i].RID }); ids != "" {
+		headers[HeaderRequestIDs] = ids
+	}
 	d, err := o.caller.Call(ctx, mq.Message{Key: o.names.ReadQ, Type: wire.TypeReads, Body: body,
-		Expiration: time.Until(deadline), NoConfirm: true,
-		Headers: amqp.Table{headerDeadline: deadline.UnixMilli()}})
+		Expiration: time.Until(deadline), NoConfirm: true, Headers: headers})
 	if err != nil {
 		return nil, err
 	}
 	return decodeReplies(d)
+}
+
+// HeaderRequestIDs is the AMQP header that lists the request ids of a
+// batch's requests, comma-separated, in order, so that they can be seen
+// in the broker (the management UI, a dead-letter queue) without decoding
+// the body; the workers read each id from its request (wire's rid).
+const HeaderRequestIDs = "x-request-ids"
+
+// joinRIDs joins the n request ids rid(i) with commas; "" when none has one.
+func joinRIDs(n int, rid func(i int) string) string {
+	size := 0
+	for i := range n {
+		size += len(rid(i)) + 1
+	}
+	if size == n {
+		return ""
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(rid(i))
+	}
+	return b.String()
 }
 
 // decodeReplies reads a ReplyBatch, or a single Reply (a worker answering

@@ -59,8 +59,18 @@ func mustStartOpsStack(t *testing.T, tweak ...func(*orchestrator.Options)) *opsS
 	rsrv := httptest.NewServer(rs.Handler())
 	t.Cleanup(rsrv.Close)
 
+	runTraefik(t, traefikBin, lbPort, apiPort, map[string][]string{"users": {usrv.URL}, "rides": {rsrv.URL}})
+	return o
+}
+
+// runTraefik runs bin Traefik with the stack's configuration (package
+// traefik) on lbPort and apiPort in front of servers, until the test ends;
+// it returns once Traefik's API answers, and the directory holding its
+// logs (access.log).
+func runTraefik(t *testing.T, bin string, lbPort, apiPort int, servers map[string][]string) string {
+	t.Helper()
 	dir := t.TempDir()
-	static, err := traefik.Render(dir, lbPort, apiPort, map[string][]string{"users": {usrv.URL}, "rides": {rsrv.URL}})
+	static, err := traefik.Render(dir, lbPort, apiPort, servers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +78,7 @@ func mustStartOpsStack(t *testing.T, tweak ...func(*orchestrator.Options)) *opsS
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(traefikBin, "--configFile="+static)
+	cmd := exec.Command(bin, "--configFile="+static)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -85,15 +95,16 @@ func mustStartOpsStack(t *testing.T, tweak ...func(*orchestrator.Options)) *opsS
 			<-exited
 		}
 	})
+	api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	testenv.Eventually(t, 60*time.Second, "Traefik's API answers", func() (bool, string) {
-		resp, err := http.Get(o.apiURL + "/api/rawdata")
+		resp, err := http.Get(api + "/api/rawdata")
 		if err != nil {
 			return false, err.Error()
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200, resp.Status
 	})
-	return o
+	return dir
 }
 
 // chromium returns Debian's chromium (make test installs it), skipping or,

@@ -21,6 +21,7 @@ import (
 	"github.com/rideshare-dbaas/rideshare/internal/adminauth"
 	"github.com/rideshare-dbaas/rideshare/internal/metrics"
 	"github.com/rideshare-dbaas/rideshare/internal/mq"
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/internal/zkutil"
 )
@@ -167,7 +168,7 @@ func New(opts Options) (*Orchestrator, error) {
 	}
 	o := &Orchestrator{
 		opts:  opts,
-		log:   opts.Logger,
+		log:   reqid.Logger(opts.Logger), // request_id on lines about a request
 		names: mq.NewNames(opts.QueuePrefix),
 		rt:    opts.Runtime,
 	}

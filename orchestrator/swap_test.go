@@ -42,21 +42,29 @@ import (
 func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 	testenv.RequireServers(t)
 	testSwap(t, func(o *orchestrator.Options, pluginDir, workersDir string) orchestrator.Runtime {
-		rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
-			Binary:        testenv.Bin(t, "worker"),
-			DataDir:       workersDir,
-			Logger:        o.Logger,
-			DieWithParent: true,
-			Env:           []string{"RIDESHARE_AMQP_URL=" + o.AMQPURL, "RIDESHARE_AMQP_URL_FILE=", swapKeyEnv(), pluginsig.EnvPublicKeyFile + "="},
-			Args: []string{"--zk-servers", strings.Join(o.ZKServers, ","),
-				"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s",
-				"--log-level", "debug", "--plugin-dir", pluginDir},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rt
+		return processWithPlugins(t, o, pluginDir, workersDir)
 	})
+}
+
+// processWithPlugins is a process runtime for o's stack whose workers
+// (logging at debug level) load their plugins from pluginDir, signed with
+// swapKey, and keep their data and logs in workersDir.
+func processWithPlugins(t *testing.T, o *orchestrator.Options, pluginDir, workersDir string) orchestrator.Runtime {
+	t.Helper()
+	rt, err := orchestrator.NewProcess(orchestrator.ProcessOptions{
+		Binary:        testenv.Bin(t, "worker"),
+		DataDir:       workersDir,
+		Logger:        o.Logger,
+		DieWithParent: true,
+		Env:           []string{"RIDESHARE_AMQP_URL=" + o.AMQPURL, "RIDESHARE_AMQP_URL_FILE=", swapKeyEnv(), pluginsig.EnvPublicKeyFile + "="},
+		Args: []string{"--zk-servers", strings.Join(o.ZKServers, ","),
+			"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s",
+			"--log-level", "debug", "--plugin-dir", pluginDir},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
 }
 
 // TestSwap_DockerStatsPluginAddedWithoutRestart is the same swap with the
@@ -236,26 +244,33 @@ func testSwap(t *testing.T, newRuntime func(o *orchestrator.Options, pluginDir, 
 // (static, like scripts/build-plugins.sh) into a temporary directory.
 func buildPlugins(t *testing.T, names ...string) map[string]string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..")
 	dir := t.TempDir()
-	args := []string{"build", "-trimpath", "-o", dir + string(filepath.Separator)}
+	var pkgs []string
 	out := map[string]string{}
 	for _, n := range names {
-		args = append(args, "./worker/plugins/"+n+"/cmd/"+n+"-plugin")
+		pkgs = append(pkgs, "./worker/plugins/"+n+"/cmd/"+n+"-plugin")
 		out[n] = filepath.Join(dir, n+"-plugin")
 	}
+	goBuild(t, dir, pkgs...)
+	return out
+}
+
+// goBuild builds the commands pkgs (paths from the repository's root),
+// static, into dir.
+func goBuild(t *testing.T, dir string, pkgs ...string) {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	args := append([]string{"build", "-trimpath", "-o", dir + string(filepath.Separator)}, pkgs...)
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if p, err := exec.LookPath("go"); err == nil {
 		gobin = p
 	}
 	cmd := exec.Command(gobin, args...)
-	cmd.Dir = root
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, b)
 	}
-	return out
 }
 
 // installPlugin copies bin into dir as file: into a temporary name first,

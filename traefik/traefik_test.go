@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 	"github.com/rideshare-dbaas/rideshare/internal/testenv"
 )
 
@@ -36,7 +37,9 @@ func mustBackend(t *testing.T, name string) *backend {
 	t.Helper()
 	b := &backend{name: name}
 	b.healthy.Store(true)
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// reqid.Middleware, as the services have: the reply carries the
+	// client's X-Request-ID, or one the backend made.
+	b.srv = httptest.NewServer(reqid.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == HealthCheckPath {
 			if !b.healthy.Load() {
 				http.Error(w, "unhealthy", http.StatusServiceUnavailable)
@@ -47,7 +50,7 @@ func mustBackend(t *testing.T, name string) *backend {
 		}
 		w.Header().Set("X-Backend", name)
 		fmt.Fprintf(w, "%s %s host=%s", name, r.URL.Path, r.Host)
-	}))
+	})))
 	t.Cleanup(b.srv.Close)
 	return b
 }
@@ -267,6 +270,48 @@ func TestTraefik_RoutesThroughRealBinary(t *testing.T) {
 			n, content := countLines(accessLog)
 			ok := n >= requests && strings.Contains(content, `"users@file"`) && strings.Contains(content, `"rides@file"`)
 			return ok, fmt.Sprintf("%d lines (want >= %d):\n%s", n, requests, content)
+		})
+	})
+
+	// The access log is JSON and keeps the request id: the one the client
+	// sent (request_ and downstream_X-Request-Id), or, when it sent none,
+	// the one the service made (downstream_ only).
+	t.Run("access log has the request id", func(t *testing.T) {
+		sent := fmt.Sprintf("t-%d", time.Now().UnixNano())
+		got := map[string]string{} // what the client sent ("" for none) -> the reply's id
+		for _, id := range []string{sent, ""} {
+			req, _ := http.NewRequest(http.MethodGet, lb+"/api/v1/users/trace", nil)
+			if id != "" {
+				req.Header.Set(reqid.Header, id)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got[id] = resp.Header.Get(reqid.Header)
+		}
+		if got[sent] != sent || got[""] == "" || got[""] == sent {
+			t.Fatalf("reply ids %q: want the client's, then a new one", got)
+		}
+		accessLog := filepath.Join(stateDir, "access.log")
+		p.waitFor(t, 10*time.Second, "access log lines with both ids", func() (bool, string) {
+			b, _ := os.ReadFile(accessLog)
+			found := 0
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(l), &m); err != nil {
+					return false, fmt.Sprintf("access log line is not JSON (%v): %s", err, l)
+				}
+				if _, ok := m["request_User-Agent"]; ok {
+					return false, "a header other than X-Request-Id is logged: " + l
+				}
+				if m["downstream_X-Request-Id"] == sent && m["request_X-Request-Id"] == sent ||
+					m["downstream_X-Request-Id"] == got[""] && m["request_X-Request-Id"] == nil {
+					found++
+				}
+			}
+			return found == 2, fmt.Sprintf("%d of 2 lines found:\n%s", found, b)
 		})
 	})
 

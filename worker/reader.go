@@ -126,7 +126,7 @@ func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, 
 			rd.reply = &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown read operation %q", r.Op), Worker: w.opts.ID}
 		default:
 			rd.op = op
-			ops, calls, which = append(ops, op), append(calls, pluginapi.Call{Op: r.Op, Params: r.Params}), append(which, rd)
+			ops, calls, which = append(ops, op), append(calls, pluginapi.Call{Op: r.Op, Params: r.Params, RequestID: r.RID}), append(which, rd)
 		}
 	}
 	if len(which) > 0 {
@@ -144,6 +144,7 @@ func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, 
 	for i, rd := range reads {
 		if rd.reply != nil {
 			out[i] = *w.readDone(readRefused, rd.reply)
+			w.logOutcome("read", rd.req.RID, rd.req.Op, rd.reply)
 			continue
 		}
 		dl := deadline
@@ -160,6 +161,7 @@ func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, 
 				stopped = true
 				return
 			}
+			w.logOutcome("read", rd.req.RID, rd.req.Op, r)
 			out[i] = *r
 		}()
 	}
@@ -240,7 +242,7 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 			res, err = pluginapi.RunPlan(ectx, db, rd.plan.Plan)
 		} else {
 			octx, ocancel := context.WithTimeout(ectx, w.opts.OpTimeout)
-			res, err = op.Handler.Execute(octx, req.Op, req.Params, db)
+			res, err = op.Handler.Execute(pluginapi.WithRequestID(octx, req.RID), req.Op, req.Params, db)
 			if err != nil {
 				err = overran(octx, w.opts.OpTimeout, err)
 			}
@@ -254,7 +256,7 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 			r.Seq = seq
 			return w.readDone(readRefused, r)
 		}
-		w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
+		w.log.Error("handler failed", pluginapi.LogRequestID, req.RID, "op", req.Op, "handler", op.HandlerName, "err", err)
 		outcome := readFailed
 		if errors.Is(err, context.DeadlineExceeded) {
 			outcome = readTimeout

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 	"time"
@@ -183,7 +184,7 @@ func (w *Worker) planWrites(ctx context.Context, writes []*write) {
 	for _, wr := range writes {
 		if wr.invalid == nil {
 			ops = append(ops, wr.op)
-			calls = append(calls, pluginapi.Call{Op: wr.req.Op, Params: wr.req.Params})
+			calls = append(calls, pluginapi.Call{Op: wr.req.Op, Params: wr.req.Params, RequestID: wr.req.RID})
 			which = append(which, wr)
 		}
 	}
@@ -320,7 +321,8 @@ func (w *Worker) poisoned(ctx context.Context, in *inbound, cause error) {
 	attempt := attempts(in.d) + 1
 	wr := in.writes[in.next]
 	if attempt < w.opts.DeliveryLimit {
-		w.log.Warn("write failed; its delivery goes back to the queue", "write_id", wr.req.ID, "attempt", attempt, "limit", w.opts.DeliveryLimit, "err", cause)
+		w.log.Warn("write failed; its delivery goes back to the queue", pluginapi.LogRequestID, wr.req.RID, "op", wr.req.Op,
+			"write_id", wr.req.ID, "attempt", attempt, "limit", w.opts.DeliveryLimit, "err", cause)
 		if err := w.requeue.Requeue(ctx, in.d, attempt); err != nil {
 			w.log.Warn("requeueing with the attempt count failed; returning the delivery as it is", "err", err)
 			_ = in.d.Nack(false, true)
@@ -330,7 +332,7 @@ func (w *Worker) poisoned(ctx context.Context, in *inbound, cause error) {
 		return
 	}
 	w.log.Error("write failed on its last allowed delivery; answering an error and dead-lettering it",
-		"write_id", wr.req.ID, "attempts", attempt, "dead_letter_queue", w.names.DeadQ, "err", cause)
+		pluginapi.LogRequestID, wr.req.RID, "op", wr.req.Op, "write_id", wr.req.ID, "attempts", attempt, "dead_letter_queue", w.names.DeadQ, "err", cause)
 	wr.reply = &wire.Reply{Status: 500, Worker: w.opts.ID,
 		Error: fmt.Sprintf("write %q failed on %d tries and was dropped (kept in queue %s for inspection): %v",
 			wr.req.ID, attempt, w.names.DeadQ, cause)}
@@ -462,7 +464,7 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, wr *wri
 		stmts, err = b.Savepoint(ctx, func(db pluginapi.DB) error {
 			octx, cancel := context.WithTimeout(ctx, w.opts.WriteOpTimeout)
 			defer cancel()
-			res, err := op.Handler.Execute(octx, req.Op, req.Params, db)
+			res, err := op.Handler.Execute(pluginapi.WithRequestID(octx, req.RID), req.Op, req.Params, db)
 			if err != nil {
 				return overran(octx, w.opts.WriteOpTimeout, err)
 			}
@@ -487,7 +489,7 @@ func (w *Worker) applyWrite(ctx context.Context, b *Batch, epoch uint64, wr *wri
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			w.log.Error("handler failed", "op", req.Op, "handler", op.HandlerName, "err", err)
+			w.log.Error("handler failed", pluginapi.LogRequestID, req.RID, "op", req.Op, "handler", op.HandlerName, "err", err)
 			wr.reply = &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID}
 			return nil, nil
 		}
@@ -594,6 +596,7 @@ func (w *Worker) settle(ctx context.Context, in *inbound, replies Replier) error
 	}
 	for _, wr := range in.writes {
 		w.met.writes[writeOutcome(wr)].Inc()
+		w.logOutcome("write", wr.req.RID, wr.req.Op, wr.reply)
 	}
 	if in.batch {
 		out := wire.ReplyBatch{Replies: make([]wire.Reply, len(in.writes))}
@@ -605,4 +608,24 @@ func (w *Worker) settle(ctx context.Context, in *inbound, replies Replier) error
 	}
 	replies.Reply(ctx, in.d, mustJSON(in.writes[0].reply))
 	return nil
+}
+
+// logOutcome logs one answered read or write (what) at debug level, with
+// its request id: "write applied" (committed, confirmed on the sync
+// stream and answered), "read served", or "... refused" / "... failed"
+// with the status and the error.
+func (w *Worker) logOutcome(what, rid, op string, r *wire.Reply) {
+	if !w.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	switch {
+	case r.Status == 200 && what == "write":
+		w.log.Debug("write applied", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
+	case r.Status == 200:
+		w.log.Debug("read served", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
+	case r.Status < 500:
+		w.log.Debug(what+" refused", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq, "status", r.Status, "code", r.Code, "error", r.Error)
+	default:
+		w.log.Debug(what+" failed", pluginapi.LogRequestID, rid, "op", op, "status", r.Status, "error", r.Error)
+	}
 }

@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 )
 
 // Environment variables every binary reads (flags win over them).
@@ -157,7 +159,11 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusUnauthorized)
 			// The JSON error shape of internal/httpx (not imported: httpx
 			// depends on the DBaaS client, which depends on this package).
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+			body := map[string]string{"error": msg}
+			if id := reqid.FromResponse(w); id != "" {
+				body[reqid.Attr] = id
+			}
+			_ = json.NewEncoder(w).Encode(body)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 )
 
 // Logger returns a JSON slog logger on stderr at level ("debug", "info",
@@ -22,13 +24,14 @@ func Logger(component, level string) (*slog.Logger, error) {
 	return LoggerTo(os.Stderr, component, level)
 }
 
-// LoggerTo is Logger writing to w.
+// LoggerTo is Logger writing to w. A line logged with a context carrying a
+// request id has it as request_id (package reqid).
 func LoggerTo(w io.Writer, component, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
+	h := reqid.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 	return slog.New(h).With("component", component), nil
 }
 

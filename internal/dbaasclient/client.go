@@ -12,6 +12,10 @@
 // autoscaler counts reads) sees each Read call once; only a read whose
 // connection failed is tried again.
 //
+// A context carrying a request id (package reqid) sends it as X-Request-ID,
+// so that the orchestrator's and the workers' lines about the call carry
+// the caller's id.
+//
 // Refusals (HTTP 400/404/409 with a code) come back as *RefusalError, which
 // errors.Is matches against ErrInvalid, ErrNotFound or ErrConflict. Every
 // other failure wraps ErrUnavailable.
@@ -32,6 +36,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 )
 
 // Refusal codes the orchestrator sends with HTTP 400, 404 and 409.
@@ -320,6 +326,7 @@ func (c *Client) post(ctx context.Context, path string, body []byte, id string) 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	reqid.Set(ctx, req.Header) // the orchestrator logs the caller's request id
 	if path == clearPath && c.adminToken != "" {
 		req.Header.Set("Authorization", "Bearer "+c.adminToken)
 	}

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 )
 
 // request is what the fake orchestrator decoded from one call.
@@ -23,6 +25,7 @@ type request struct {
 	ID          string          `json:"id"`
 	MinSeq      *uint64         `json:"min_seq"`
 	Consistency string          `json:"consistency"`
+	RequestID   string          `json:"-"` // the X-Request-ID header
 }
 
 // fakeOrchestrator answers each endpoint with a function field; a nil field
@@ -41,6 +44,7 @@ func (f *fakeOrchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req request
 	_ = json.Unmarshal(b, &req)
 	req.Path = r.URL.Path
+	req.RequestID = r.Header.Get("X-Request-ID")
 	f.mu.Lock()
 	f.reqs = append(f.reqs, req)
 	n := len(f.reqs)
@@ -85,6 +89,32 @@ func mustStart(t *testing.T, f http.Handler) string {
 
 func fastClient(url string) *Client {
 	return New(url, WithBackoff(time.Millisecond, 5*time.Millisecond))
+}
+
+// The request id of the caller's context goes with every call, so the
+// orchestrator's lines carry the caller's id; without one, none is sent.
+func TestRequestIDForwarded(t *testing.T) {
+	f := &fakeOrchestrator{}
+	c := fastClient(mustStart(t, f))
+	ctx := reqid.WithID(context.Background(), "t-forward")
+	if _, err := c.Write(ctx, "users.add", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(ctx, "users.list", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(context.Background(), "users.list", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.requests()
+	for i, want := range []string{"t-forward", "t-forward", "t-forward", ""} {
+		if reqs[i].RequestID != want {
+			t.Errorf("call %d (%s): X-Request-ID %q, want %q", i, reqs[i].Path, reqs[i].RequestID, want)
+		}
+	}
 }
 
 func TestWrite_ResultAndSeqTracking(t *testing.T) {

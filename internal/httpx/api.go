@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/rideshare-dbaas/rideshare/internal/apirecord"
 	"github.com/rideshare-dbaas/rideshare/internal/metrics"
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 )
 
 // Methods maps an HTTP method to its handler for one route.
@@ -122,10 +123,12 @@ func (a *API) Handle(pattern string, m Methods) {
 // Count is the counter's current value.
 func (a *API) Count() int64 { return a.count.Load() }
 
-// Handler is the service's whole HTTP handler: logging and panic recovery,
-// the counter, then routing.
+// Handler is the service's whole HTTP handler: the request id (package
+// reqid: taken from X-Request-ID or made, answered in the same header and
+// in error bodies, logged as request_id), logging and panic recovery, the
+// counter, then routing.
 func (a *API) Handler() http.Handler {
-	return a.logRequests(a.recoverPanics(a.countRequests(a.mux)))
+	return reqid.Middleware(a.logRequests(a.recoverPanics(a.countRequests(a.mux))))
 }
 
 // Counted reports whether a request to path counts: the service's own API
@@ -150,7 +153,7 @@ func (a *API) recoverPanics(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				a.log.Error("handler panicked", "method", r.Method, "path", clip(r.URL.Path), "panic", v)
+				a.log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", clip(r.URL.Path), "panic", v)
 				WriteError(w, http.StatusInternalServerError, "internal error")
 			}
 		}()

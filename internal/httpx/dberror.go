@@ -20,9 +20,9 @@ func DBFailure(w http.ResponseWriter, r *http.Request, log *slog.Logger, err err
 		return
 	}
 	if errors.Is(r.Context().Err(), context.Canceled) {
-		log.Debug("client went away", "path", clip(r.URL.Path), "err", err)
+		log.DebugContext(r.Context(), "client went away", "path", clip(r.URL.Path), "err", err)
 	} else {
-		log.Warn("database unavailable", "method", r.Method, "path", clip(r.URL.Path), "err", err)
+		log.WarnContext(r.Context(), "database unavailable", "method", r.Method, "path", clip(r.URL.Path), "err", err)
 	}
 	WriteError(w, http.StatusServiceUnavailable, "database unavailable, try again")
 }

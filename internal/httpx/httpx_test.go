@@ -147,10 +147,20 @@ func TestAPI_Routing(t *testing.T) {
 			if got := resp.Header.Get("Allow"); got != tt.wantAllow {
 				t.Errorf("Allow %q, want %q", got, tt.wantAllow)
 			}
+			id := resp.Header.Get("X-Request-ID")
+			if id == "" {
+				t.Errorf("no X-Request-ID on the reply")
+			}
 			if tt.wantStatus >= 400 {
-				var body struct{ Error string }
+				var body struct {
+					Error     string
+					RequestID string `json:"request_id"`
+				}
 				if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error == "" {
 					t.Errorf("error body not JSON {error}: %v", err)
+				}
+				if body.RequestID != id {
+					t.Errorf("error body's request_id %q, want the header's %q", body.RequestID, id)
 				}
 				if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 					t.Errorf("Content-Type %q", ct)
@@ -158,6 +168,57 @@ func TestAPI_Routing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A client's X-Request-ID is answered, put in the error body and on the
+// service's log lines about the request; an invalid one is replaced.
+func TestAPI_RequestID(t *testing.T) {
+	var logs bytes.Buffer
+	a := NewAPI("/api/v1/things", reqidLogger(&logs), func(context.Context) error { return errors.New("down") })
+	h := a.Handler()
+	tests := []struct {
+		name, sent string
+		keep       bool
+	}{
+		{"client id kept", "t-client.1", true},
+		{"invalid id replaced", "bad id\n", false},
+		{"none sent", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs.Reset()
+			r := httptest.NewRequest("POST", "/api/v1/db/clear", nil)
+			if tt.sent != "" {
+				r.Header.Set("X-Request-ID", tt.sent)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			id := w.Header().Get("X-Request-ID")
+			if tt.keep && id != tt.sent || !tt.keep && (id == "" || id == tt.sent) {
+				t.Fatalf("X-Request-ID %q after sending %q", id, tt.sent)
+			}
+			var body map[string]string
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body["request_id"] != id || body["error"] == "" {
+				t.Fatalf("body %s, want error and request_id %q", w.Body, id)
+			}
+			// The 503's lines: "database unavailable" and the request line.
+			n := 0
+			for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				var m map[string]any
+				if json.Unmarshal([]byte(l), &m) != nil || m["request_id"] != id {
+					t.Errorf("log line without request_id %q: %s", id, l)
+				}
+				n++
+			}
+			if n < 2 {
+				t.Errorf("%d log lines, want the failure and the request:\n%s", n, logs.String())
+			}
+		})
+	}
+}
+
+func reqidLogger(w io.Writer) *slog.Logger {
+	return NewLogger(w, "things")
 }
 
 func TestAPI_ClearFailureIs503(t *testing.T) {

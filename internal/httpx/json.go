@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 )
 
 // Error is a request failure with the status to answer and a message for
@@ -38,9 +40,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// WriteError answers status with {"error": msg}.
+// errorBody is every error reply: the message, and the request's id
+// (package reqid) when the reply carries one in its X-Request-ID header.
+type errorBody struct {
+	Error     string `json:"error"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// WriteError answers status with {"error": msg, "request_id": id}, the id
+// being the one reqid.Middleware set on w (none without it).
 func WriteError(w http.ResponseWriter, status int, msg string) {
-	WriteJSON(w, status, map[string]string{"error": msg})
+	WriteJSON(w, status, errorBody{Error: msg, RequestID: reqid.FromResponse(w)})
 }
 
 // Fail answers e.

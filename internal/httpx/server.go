@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rideshare-dbaas/rideshare/internal/adminauth"
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 )
 
 // DefaultMaxBody is the default request body cap (1 MiB).
@@ -68,6 +69,7 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	c.Logger = reqid.Logger(c.Logger) // request_id on lines about a request
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
@@ -98,8 +100,10 @@ func NewHTTPClient() *http.Client {
 }
 
 // NewLogger returns the JSON logger on w the binaries use, named service.
+// A line logged with a request's context carries its request_id (package
+// reqid).
 func NewLogger(w io.Writer, service string) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, nil)).With("service", service)
+	return slog.New(reqid.NewHandler(slog.NewJSONHandler(w, nil))).With("service", service)
 }
 
 // Run listens on c.Listen and serves h until ctx ends, then stops accepting

@@ -31,6 +31,10 @@ type WriteRequest struct {
 	ID     string          `json:"id"` // idempotency key: applied at most once
 	Op     string          `json:"op"`
 	Params json.RawMessage `json:"params,omitempty"`
+	// RID is the request id (package reqid) the worker logs and hands
+	// its handler; optional: older messages have none. It is per request,
+	// not per message: a batch carries many requests' ids.
+	RID string `json:"rid,omitempty"`
 }
 
 // ReadRequest asks a slave to run a read operation once it has applied
@@ -42,6 +46,8 @@ type ReadRequest struct {
 	// Deadline (Unix milliseconds) is this read's own: reads batched in
 	// one message are served side by side, each until its deadline.
 	Deadline int64 `json:"deadline_ms,omitempty"`
+	// RID is the request id, as WriteRequest's.
+	RID string `json:"rid,omitempty"`
 }
 
 // WriteBatch is several writes in one message: the orchestrator gathers

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -75,5 +76,23 @@ func TestEntryRoundTrip(t *testing.T) {
 	b2, _ := json.Marshal(got)
 	if !bytes.Equal(b, b2) {
 		t.Fatalf("round trip changed the entry:\n%s\n%s", b, b2)
+	}
+}
+
+// The request id is optional on the wire: a request without one has no
+// rid key, and a message from before it existed still decodes.
+func TestRequestIDOptional(t *testing.T) {
+	b, err := json.Marshal(WriteBatch{Writes: []WriteRequest{{ID: "w1", Op: "users.add"}}})
+	if err != nil || strings.Contains(string(b), "rid") {
+		t.Fatalf("%s, %v: want no rid", b, err)
+	}
+	var old WriteBatch
+	if err := json.Unmarshal([]byte(`{"writes":[{"id":"w1","op":"users.add","params":{}}]}`), &old); err != nil || old.Writes[0].RID != "" {
+		t.Fatalf("old batch: %+v, %v", old, err)
+	}
+	var r ReadBatch
+	if err := json.Unmarshal([]byte(`{"reads":[{"op":"users.list","rid":"t-1"},{"op":"users.list"}]}`), &r); err != nil ||
+		r.Reads[0].RID != "t-1" || r.Reads[1].RID != "" {
+		t.Fatalf("read batch: %+v, %v", r, err)
 	}
 }

@@ -188,7 +188,7 @@ func (s *Service) decodeNewRide(body []byte) (ride, *httpx.Error) {
 func (s *Service) checkUser(w http.ResponseWriter, r *http.Request, name string) bool {
 	ok, err := s.users.Exists(r.Context(), name)
 	if err != nil {
-		s.log.Warn("users check failed", "err", err)
+		s.log.WarnContext(r.Context(), "users check failed", "err", err)
 		httpx.WriteError(w, http.StatusServiceUnavailable, "could not check the user with the users service, try again")
 		return false
 	}
@@ -262,7 +262,7 @@ func (s *Service) upcoming(w http.ResponseWriter, r *http.Request) {
 	src, dst, e := s.upcomingQuery(r.URL.RawQuery)
 	if e != nil {
 		if _, err := s.db.Read(r.Context(), "rides.count", struct{}{}, 0); err != nil {
-			s.log.Debug("the read for an invalid R2 failed", "err", err)
+			s.log.DebugContext(r.Context(), "the read for an invalid R2 failed", "err", err)
 		}
 		httpx.Fail(w, e)
 		return

@@ -33,6 +33,7 @@ type stack struct {
 
 	mu       sync.Mutex
 	balancer []string // "Origin path" of every request the balancer saw
+	ids      []string // the X-Request-ID of each
 }
 
 func (s *stack) balancerRequests() []string {
@@ -53,6 +54,7 @@ func mustStack(t *testing.T, edit func(*Options)) *stack {
 	lb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st.mu.Lock()
 		st.balancer = append(st.balancer, r.Header.Get("Origin")+" "+r.URL.Path)
+		st.ids = append(st.ids, r.Header.Get("X-Request-ID"))
 		st.mu.Unlock()
 		uh.ServeHTTP(w, r)
 	}))
@@ -308,6 +310,25 @@ func TestUsersCheckedThroughBalancerWithOrigin(t *testing.T) {
 	want := []string{publicURL + " /api/v1/users", publicURL + " /api/v1/users"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("balancer saw %q, want %q", got, want)
+	}
+}
+
+// The users check carries the request's id, so that the users service
+// (and Traefik between them) logs the same id.
+func TestUsersCheckForwardsRequestID(t *testing.T) {
+	st := mustStack(t, nil)
+	st.fake.AddUser("rita")
+	req, _ := http.NewRequest("POST", st.base+"/api/v1/rides", strings.NewReader(rideBody("rita", future, 1, 2)))
+	req.Header.Set("X-Request-ID", "t-rides-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if resp.StatusCode != 201 || len(st.ids) != 1 || st.ids[0] != "t-rides-1" {
+		t.Fatalf("status %d; the balancer saw ids %q, want [t-rides-1]", resp.StatusCode, st.ids)
 	}
 }
 

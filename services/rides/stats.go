@@ -104,7 +104,7 @@ func (s *Service) stats(w http.ResponseWriter, r *http.Request) {
 		err error
 	}{{opRidesPerArea, areaErr}, {opTopUsers, userErr}} {
 		if errors.Is(f.err, dbaasclient.ErrUnknownOp) {
-			s.log.Warn("stats plugin not installed in the DBaaS", "op", f.op, "err", f.err)
+			s.log.WarnContext(r.Context(), "stats plugin not installed in the DBaaS", "op", f.op, "err", f.err)
 			httpx.WriteError(w, http.StatusNotImplemented, fmt.Sprintf(errStatsNotInstalled, f.op))
 			return
 		}

@@ -102,8 +102,8 @@ func TestStats_PluginNotInstalled(t *testing.T) {
 		t.Fatalf("got %d %s, want 501", got.status, got.body)
 	}
 	var body map[string]string
-	if err := json.Unmarshal([]byte(got.body), &body); err != nil || len(body) != 1 {
-		t.Fatalf("body %s: want exactly {\"error\": ...}", got.body)
+	if err := json.Unmarshal([]byte(got.body), &body); err != nil || len(body) != 2 || body["request_id"] == "" {
+		t.Fatalf("body %s: want exactly {\"error\": ..., \"request_id\": ...}", got.body)
 	}
 	if msg := body["error"]; !strings.Contains(msg, "stats plugin is not installed") || !strings.Contains(msg, "stats.") {
 		t.Fatalf("error %q does not say the stats plugin is missing", msg)

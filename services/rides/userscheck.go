@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 )
 
 // UserChecker tells whether a user exists.
@@ -41,6 +43,7 @@ func (b *balancerUsers) Exists(ctx context.Context, username string) (bool, erro
 	}
 	req.Header.Set("Origin", b.origin)
 	req.Header.Set("Accept", "application/json")
+	reqid.Set(ctx, req.Header) // the users service logs the same id
 	resp, err := b.client.Do(req)
 	if err != nil {
 		return false, fmt.Errorf("users service: %w", err)

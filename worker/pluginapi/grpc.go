@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	hclog "github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi/pluginpb"
 	"google.golang.org/grpc"
@@ -127,7 +128,8 @@ func (c *GRPCClient) Execute(ctx context.Context, op string, params json.RawMess
 		delete(c.calls, id)
 		c.mu.Unlock()
 	}()
-	resp, err := c.client.Execute(ctx, &pluginpb.ExecuteRequest{Op: op, Params: params, DbBrokerId: c.brokerID, CallId: id})
+	resp, err := c.client.Execute(outgoingRequestIDs(ctx, RequestID(ctx)),
+		&pluginpb.ExecuteRequest{Op: op, Params: params, DbBrokerId: c.brokerID, CallId: id})
 	if err != nil {
 		return nil, err
 	}
@@ -165,10 +167,12 @@ func (c *GRPCClient) Plan(ctx context.Context, calls []Call) []PlanResult {
 		return out
 	}
 	req := &pluginpb.PlanRequest{Calls: make([]*pluginpb.PlanCall, len(calls))}
+	ids := make([]string, len(calls))
 	for i, cl := range calls {
 		req.Calls[i] = &pluginpb.PlanCall{Op: cl.Op, Params: cl.Params}
+		ids[i] = cl.RequestID
 	}
-	resp, err := c.client.Plan(ctx, req)
+	resp, err := c.client.Plan(outgoingRequestIDs(ctx, ids...), req)
 	if status.Code(err) == codes.Unimplemented {
 		return fail(ErrInteractive)
 	}
@@ -370,8 +374,12 @@ func (s *GRPCServer) Execute(ctx context.Context, req *pluginpb.ExecuteRequest) 
 		}
 		db = &remoteDB{client: client, callID: req.CallId}
 	}
+	if ids := incomingRequestIDs(ctx); len(ids) == 1 {
+		ctx = WithRequestID(ctx, ids[0])
+	}
 	res, err := s.Impl.Execute(ctx, req.Op, req.Params, db)
 	if err != nil {
+		logOutcome(ctx, "execute", req.Op, err)
 		if pe, ok := AsError(err); ok {
 			return &pluginpb.ExecuteResponse{Outcome: &pluginpb.ExecuteResponse_Refusal{
 				Refusal: &pluginpb.Refusal{Code: string(pe.Code), Message: strings.ToValidUTF8(pe.Message, "\uFFFD")},
@@ -405,13 +413,25 @@ func (s *GRPCServer) Plan(ctx context.Context, req *pluginpb.PlanRequest) (*plug
 		pctx, cancel = context.WithDeadline(ctx, dl.Add(-planMargin))
 		defer cancel()
 	}
+	// One request id per call, in order (the worker sends none, or all).
+	ids := incomingRequestIDs(ctx)
+	if len(ids) != len(req.Calls) {
+		ids = nil
+	}
 	results := make([]chan PlanResult, len(req.Calls))
 	for i, c := range req.Calls {
 		results[i] = make(chan PlanResult, 1)
+		call, cctx := Call{Op: c.Op, Params: c.Params}, pctx
+		if ids != nil {
+			call.RequestID, cctx = ids[i], WithRequestID(pctx, ids[i])
+		}
 		go func() {
-			r := pl.Plan(pctx, []Call{{Op: c.Op, Params: c.Params}})
+			r := pl.Plan(cctx, []Call{call})
 			if len(r) != 1 {
 				r = []PlanResult{{Err: fmt.Errorf("planner answered %d results for 1 call", len(r))}}
+			}
+			if r[0].Err != nil {
+				logOutcome(cctx, "plan", call.Op, r[0].Err)
 			}
 			results[i] <- r[0]
 		}()
@@ -427,6 +447,22 @@ func (s *GRPCServer) Plan(ctx context.Context, req *pluginpb.PlanRequest) (*plug
 		resp.Outcomes[i] = planOutcome(r)
 	}
 	return resp, nil
+}
+
+// logOutcome logs, at debug level on the plugin's side and with the
+// call's request id, a call (what: "plan" or "execute") that did not
+// succeed: the worker logs failures itself; this line shows what the
+// plugin saw, when its log level is debug (EnvLogLevel).
+func logOutcome(ctx context.Context, what, op string, err error) {
+	l := hclog.Default()
+	if !l.IsDebug() || errors.Is(err, ErrInteractive) {
+		return
+	}
+	outcome := "failed"
+	if _, refused := AsError(err); refused {
+		outcome = "refused"
+	}
+	Logger(ctx).Debug(what+" "+outcome, "op", op, "err", err)
 }
 
 func planOutcome(r PlanResult) *pluginpb.PlanOutcome {

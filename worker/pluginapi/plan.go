@@ -73,6 +73,9 @@ func Ref(name string) Arg { return Arg{Ref: name} }
 type Call struct {
 	Op     string
 	Params json.RawMessage
+	// RequestID is the id of the client request the call serves ("" when
+	// unknown): one Plan request plans the calls of many requests.
+	RequestID string
 }
 
 // PlanResult is the plan of one Call, or why there is none: a refusal

@@ -26,12 +26,16 @@ func BenchmarkExecute(b *testing.B) {
 		b.Fatal(err)
 	}
 	params := json.RawMessage(`{"username":"zoe"}`)
+	plug := mustLookup(b, h, "users.exists")
+	withID := pluginapi.WithRequestID(ctx, "t-0123456789abcdef0123456789abcdef")
 	for _, bc := range []struct {
 		name string
 		h    pluginapi.Handler
+		ctx  context.Context
 	}{
-		{"in-process", twin},
-		{"plugin", mustLookup(b, h, "users.exists")},
+		{"in-process", twin, ctx},
+		{"plugin", plug, ctx},
+		{"plugin with request id", plug, withID}, // the id as gRPC metadata
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			db, done, err := st.Reader(ctx)
@@ -41,7 +45,7 @@ func BenchmarkExecute(b *testing.B) {
 			defer done()
 			b.ReportAllocs()
 			for b.Loop() {
-				res, err := bc.h.Execute(ctx, "users.exists", params, db)
+				res, err := bc.h.Execute(bc.ctx, "users.exists", params, db)
 				if err != nil || string(res) != `{"exists":true}` {
 					b.Fatalf("%s, %v", res, err)
 				}
