@@ -147,7 +147,8 @@ type observer struct {
 	m      *orchMetrics
 
 	// last is the latest view, for the lag collector.
-	last atomic.Pointer[[]WorkerView]
+	last   atomic.Pointer[[]WorkerView]
+	lastAt atomic.Int64 // when last was stored, Unix nanoseconds
 
 	mu    sync.Mutex
 	known map[string]int // workers seen alive at the last reconcile: id -> pid
@@ -255,6 +256,7 @@ func (ob *observer) view(view []WorkerView) {
 		return
 	}
 	ob.last.Store(&view)
+	ob.lastAt.Store(time.Now().UnixNano())
 	ob.m.workers.Reset()
 	for _, v := range view {
 		ob.m.workers.WithLabelValues(v.Role, v.State).Inc()
@@ -295,9 +297,28 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 	if view == nil {
 		return
 	}
+	if time.Since(time.Unix(0, c.ob.lastAt.Load())) > lagFresh {
+		// The cluster loop has not published for a while (ZooKeeper is
+		// lost): old numbers would look current.
+		return
+	}
+	master := false
 	for _, v := range *view {
-		if v.Role == wire.RoleSlave {
+		master = master || (v.Role == wire.RoleMaster && v.State == wire.StateReady)
+	}
+	if !master {
+		return // no position to be behind of (a failover is under way)
+	}
+	for _, v := range *view {
+		// Only slaves with a record: a worker still starting has none,
+		// and its applied 0 would read as the whole log.
+		if v.Role == wire.RoleSlave && (v.State == wire.StateReady || v.State == wire.StateCatchingUp || v.State == wire.StateSyncing) {
 			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(v.Lag), v.ID)
 		}
 	}
 }
+
+// lagFresh is how old the last view may be for the lag gauge to report it:
+// the cluster loop publishes one every second while it can reach
+// ZooKeeper.
+const lagFresh = 10 * time.Second

@@ -14,8 +14,10 @@ type PromTargets struct {
 // GET /api/v1/prometheus/targets: where Prometheus scrapes the DBaaS. The
 // orchestrator itself, at the address this request reached it on (label
 // kind=orchestrator), then every live worker that published a metrics
-// address (kind=worker, worker=<id>, role=master|slave). A worker that is
-// gone is not listed at the next refresh.
+// address (kind=worker, worker=<id>). A worker that is gone is not listed
+// at the next refresh. The role is not a target label: it changes on a
+// failover, and every series of the promoted worker would start anew
+// (rate and increase restart); rideshare_worker_role carries it.
 func (o *Orchestrator) handlePromTargets(w http.ResponseWriter, r *http.Request) {
 	view, _, _ := o.cluster.snapshot()
 	out := make([]PromTargets, 0, len(view)+1)
@@ -25,7 +27,7 @@ func (o *Orchestrator) handlePromTargets(w http.ResponseWriter, r *http.Request)
 			continue // not registered yet, or it serves no metrics
 		}
 		out = append(out, PromTargets{Targets: []string{v.Metrics},
-			Labels: map[string]string{"kind": "worker", "worker": v.ID, "role": v.Role}})
+			Labels: map[string]string{"kind": "worker", "worker": v.ID}})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -63,11 +63,7 @@ func (q *queueDepths) run(ctx context.Context, conn *amqp.Connection) {
 	t := time.NewTicker(q.interval)
 	defer t.Stop()
 	var ch *amqp.Channel
-	defer func() {
-		if ch != nil {
-			_ = ch.Close()
-		}
-	}()
+	defer func() { closeAsync(ch) }()
 	for {
 		// A passive declare of a missing queue closes the channel
 		// (404): open a new one for the next queue.
@@ -80,6 +76,11 @@ func (q *queueDepths) run(ctx context.Context, conn *amqp.Connection) {
 				}
 			}
 			st, err := declarePassive(ctx, ch, name, q.interval)
+			if ctx.Err() != nil {
+				// The session ends; a declare may still be in flight on
+				// ch, so nothing more is sent on it.
+				return
+			}
 			q.mu.Lock()
 			if err != nil {
 				delete(q.last, name)
@@ -90,7 +91,7 @@ func (q *queueDepths) run(ctx context.Context, conn *amqp.Connection) {
 			if err != nil {
 				q.log.Debug("queue depths: passive declare failed", "queue", name, "err", err)
 				if errors.Is(err, context.DeadlineExceeded) {
-					_ = ch.Close() // it may still answer the timed-out declare
+					closeAsync(ch) // it may still answer the timed-out declare
 					ch = nil
 				}
 			}
@@ -100,6 +101,16 @@ func (q *queueDepths) run(ctx context.Context, conn *amqp.Connection) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// closeAsync closes ch without waiting: a broker that no longer answers
+// would hold Close until the connection's heartbeat gives up, and the
+// AMQP session's end (which waits for run) must not wait for that. The
+// connection's close ends the call in any case.
+func closeAsync(ch *amqp.Channel) {
+	if ch != nil {
+		go func() { _ = ch.Close() }()
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 // Write outcomes (rideshare_worker_writes_total{outcome}).
 const (
 	writeApplied      = iota // committed and answered 200
-	writeDuplicate           // answered from _writes: the id was applied before
+	writeDuplicate           // answered from _writes: the id was applied or refused before
 	writeRefused             // the operation said no, or the write was invalid (4xx)
 	writeFailed              // the handler failed (502): nothing applied, retry may work
 	writeDeadLettered        // failed on its last allowed delivery (500), dead-lettered
@@ -89,7 +89,9 @@ func newWorkerMetrics(reg prometheus.Registerer, w *Worker) *workerMetrics {
 // writeOutcome classifies a write's final reply.
 func writeOutcome(wr *write) int {
 	switch s := wr.reply.Status; {
-	case s == 200 && wr.dup:
+	case wr.dup:
+		// Answered from _writes: the retry of a write already applied or
+		// refused, whatever its first answer was.
 		return writeDuplicate
 	case s == 200:
 		return writeApplied

@@ -86,3 +86,25 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return mfs[0].GetMetric()[0].GetCounter().GetValue()
 }
+
+// A delivery the worker gives back (it stops while a read of the batch
+// still waits) is not counted: whoever serves it later counts its reads.
+func TestMetrics_ReadsGivenBackAreNotCounted(t *testing.T) {
+	s, top := mustSlaveAfterOneWrite(t)
+	batch := wire.ReadBatch{Reads: []wire.ReadRequest{
+		{Op: "kv.get", Params: json.RawMessage(`{"k":"a"}`), MinSeq: top},
+		{Op: "kv.get", Params: json.RawMessage(`{"k":"a"}`), MinSeq: top + 100},
+		{Op: "no.such.op"},
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := time.AfterFunc(300*time.Millisecond, cancel)
+	defer stop.Stop()
+	if _, ok := s.w.serveReads(ctx, amqp.Delivery{Type: wire.TypeReads, Body: mustJSON(batch)}); ok {
+		t.Fatal("answered a batch whose second read could not be served before the worker stopped")
+	}
+	for o := range nReadOutcomes {
+		if got := counterValue(t, s.w.met.reads[o]); got != 0 {
+			t.Errorf("reads{outcome=%s} = %v, want 0: the delivery was given back", readOutcomeNames[o], got)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
@@ -77,10 +78,11 @@ func (w *Worker) runReads(ctx context.Context, conn *amqp.Connection, replies Re
 
 // read is one read of a delivery.
 type read struct {
-	req   wire.ReadRequest
-	op    Op
-	reply *wire.Reply // set when answered without running (invalid)
-	plan  pluginapi.PlanResult
+	req     wire.ReadRequest
+	op      Op
+	reply   *wire.Reply // set when answered without running (invalid)
+	plan    pluginapi.PlanResult
+	outcome int // what serveRead's answer counts as (metrics), once the delivery is answered
 }
 
 // serveReads answers a delivery: one read (a Reply) or a batch (a
@@ -116,7 +118,12 @@ func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, 
 	var calls []pluginapi.Call
 	var which []*read
 	for i, r := range reqs {
-		rd := &read{req: r}
+		if !reqid.Valid(r.RID) {
+			// The orchestrator checks ids; anything else on the queue is
+			// not logged or sent on to a plugin as it is.
+			r.RID = ""
+		}
+		rd := &read{req: r, outcome: readRefused}
 		reads[i] = rd
 		op, known := w.reg.Lookup(r.Op)
 		switch {
@@ -143,8 +150,7 @@ func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, 
 	var wg sync.WaitGroup
 	for i, rd := range reads {
 		if rd.reply != nil {
-			out[i] = *w.readDone(readRefused, rd.reply)
-			w.logOutcome("read", rd.req.RID, rd.req.Op, rd.reply)
+			out[i] = *rd.reply
 			continue
 		}
 		dl := deadline
@@ -161,13 +167,18 @@ func (w *Worker) serveReads(ctx context.Context, d amqp.Delivery) (body []byte, 
 				stopped = true
 				return
 			}
-			w.logOutcome("read", rd.req.RID, rd.req.Op, r)
 			out[i] = *r
 		}()
 	}
 	wg.Wait()
 	if stopped {
 		return nil, false
+	}
+	// Counted and logged only now: a delivery the worker gives back is
+	// answered later, by whoever serves it then.
+	for i, rd := range reads {
+		w.met.reads[rd.outcome].Inc()
+		w.logOutcome("read", rd.req.RID, rd.req.Op, &out[i])
 	}
 	if batch {
 		return mustJSON(wire.ReplyBatch{Replies: out}), true
@@ -217,7 +228,7 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 			return nil
 		}
 		seq, ep := w.store.Load().Applied()
-		return w.readDone(readMinSeq, &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d (epoch %d), read needs %d", seq, ep, req.MinSeq), Worker: w.opts.ID})
+		return rd.done(readMinSeq, &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d (epoch %d), read needs %d", seq, ep, req.MinSeq), Worker: w.opts.ID})
 	}
 	w.readMu.RLock()
 	defer w.readMu.RUnlock()
@@ -225,7 +236,7 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 	seq, _ := st.Applied()
 	if seq < req.MinSeq {
 		// A snapshot was installed meanwhile and it is older than the read.
-		return w.readDone(readMinSeq, &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID})
+		return rd.done(readMinSeq, &wire.Reply{Status: 503, Error: fmt.Sprintf("slave has applied %d, read needs %d", seq, req.MinSeq), Worker: w.opts.ID})
 	}
 	// From here the read runs to its end even if the worker is stopping:
 	// only its own deadline bounds it.
@@ -236,7 +247,7 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 	if rd.plan.Plan != nil || errors.Is(err, pluginapi.ErrInteractive) {
 		db, done, rerr := st.Reader(ectx)
 		if rerr != nil {
-			return w.readDone(readUnavailable, &wire.Reply{Status: 503, Error: rerr.Error(), Worker: w.opts.ID})
+			return rd.done(readUnavailable, &wire.Reply{Status: 503, Error: rerr.Error(), Worker: w.opts.ID})
 		}
 		if rd.plan.Plan != nil {
 			res, err = pluginapi.RunPlan(ectx, db, rd.plan.Plan)
@@ -254,22 +265,29 @@ func (w *Worker) serveRead(ctx context.Context, rd *read, deadline time.Time) *w
 		if pe, ok := pluginapi.AsError(err); ok {
 			r := refusal(pe, w.opts.ID)
 			r.Seq = seq
-			return w.readDone(readRefused, r)
+			return rd.done(readRefused, r)
 		}
 		w.log.Error("handler failed", pluginapi.LogRequestID, req.RID, "op", req.Op, "handler", op.HandlerName, "err", err)
 		outcome := readFailed
 		if errors.Is(err, context.DeadlineExceeded) {
 			outcome = readTimeout
 		}
-		return w.readDone(outcome, &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID})
+		return rd.done(outcome, &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s failed on %s: %v", op.HandlerName, req.Op, err), Handler: op.HandlerName, Worker: w.opts.ID})
 	}
 	if !json.Valid(res) {
-		return w.readDone(readFailed, &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.HandlerName, req.Op), Handler: op.HandlerName, Worker: w.opts.ID})
+		return rd.done(readFailed, &wire.Reply{Status: 502, Error: fmt.Sprintf("handler %s returned invalid JSON for %s", op.HandlerName, req.Op), Handler: op.HandlerName, Worker: w.opts.ID})
 	}
-	return w.readDone(readOK, &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID})
+	return rd.done(readOK, &wire.Reply{Status: 200, Seq: seq, Result: res, Worker: w.opts.ID})
 }
 
-// readDone counts a read's answer.
+// done notes what r, the read's answer, counts as.
+func (rd *read) done(outcome int, r *wire.Reply) *wire.Reply {
+	rd.outcome = outcome
+	return r
+}
+
+// readDone counts the answer to a delivery answered as a whole (a
+// malformed one).
 func (w *Worker) readDone(outcome int, r *wire.Reply) *wire.Reply {
 	w.met.reads[outcome].Inc()
 	return r

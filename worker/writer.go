@@ -11,6 +11,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
 )
@@ -163,6 +164,11 @@ func (w *Worker) decodeWrites(d amqp.Delivery) (*inbound, *wire.Reply) {
 		return nil, &wire.Reply{Status: 400, Error: fmt.Sprintf("unknown message type %q", d.Type), Worker: w.opts.ID}
 	}
 	for _, r := range reqs {
+		if !reqid.Valid(r.RID) {
+			// The orchestrator checks ids; anything else on the queue is
+			// not logged or sent on to a plugin as it is.
+			r.RID = ""
+		}
 		wr := &write{req: r}
 		if r.ID == "" || r.Op == "" {
 			wr.invalid = &wire.Reply{Status: 400, Error: "malformed write request: id and op are required", Worker: w.opts.ID}

@@ -67,9 +67,7 @@ func outgoingRequestIDs(ctx context.Context, ids ...string) context.Context {
 // incomingRequestIDs returns the request ids of ctx's incoming gRPC
 // metadata.
 func incomingRequestIDs(ctx context.Context) []string {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return nil
-	}
-	return md.Get(MetadataRequestID)
+	// ValueFromIncomingContext copies only this key's values, not the
+	// whole metadata map as FromIncomingContext does.
+	return metadata.ValueFromIncomingContext(ctx, MetadataRequestID)
 }
