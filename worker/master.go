@@ -460,8 +460,14 @@ func (w *Worker) serveRepair(ctx context.Context, d amqp.Delivery) wire.RepairRe
 		if err != nil {
 			return wire.RepairReply{Epoch: epoch, Error: err.Error()}
 		}
-		w.log.Info("snapshot served", "to", req.Worker, "seq", seq, "bytes", len(data), "took", time.Since(start).Round(time.Millisecond))
-		return wire.RepairReply{Epoch: epoch, Snapshot: data, SnapshotSeq: seq}
+		size := len(data)
+		if req.Gzip {
+			if data, err = wire.GzipSnapshot(data); err != nil {
+				return wire.RepairReply{Epoch: epoch, Error: err.Error()}
+			}
+		}
+		w.log.Info("snapshot served", "to", req.Worker, "seq", seq, "bytes", size, "sent_bytes", len(data), "took", time.Since(start).Round(time.Millisecond))
+		return wire.RepairReply{Epoch: epoch, Snapshot: data, SnapshotSeq: seq, SnapshotGzip: req.Gzip}
 	}
 	w.met.repairsLog.Inc()
 	// Log matching: the asker's entry From-1 must be ours.

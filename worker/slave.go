@@ -327,6 +327,10 @@ func (w *Worker) callRepair(ctx context.Context, req wire.RepairRequest, timeout
 // resync replaces this worker's database with a snapshot of the master's
 // and resumes the stream from the snapshot's sequence number. Reads stop
 // meanwhile.
+// maxSnapshot bounds what a compressed snapshot may expand to (a reply
+// that would not fit is refused, and the slave asks again).
+const maxSnapshot = 64 << 30
+
 func (w *Worker) resync(ctx context.Context) error {
 	if _, _, promoting := w.roleState(); promoting {
 		// A candidate that finds its log diverged while it drains the old
@@ -342,14 +346,18 @@ func (w *Worker) resync(ctx context.Context) error {
 	for {
 		start := time.Now()
 		var r wire.RepairReply
-		err := w.callRepair(ctx, wire.RepairRequest{Snapshot: true, Worker: w.opts.ID}, 60*time.Second, &r)
+		err := w.callRepair(ctx, wire.RepairRequest{Snapshot: true, Worker: w.opts.ID, Gzip: true}, 60*time.Second, &r)
+		var file []byte
 		if err == nil {
-			err = w.install(r.Snapshot)
+			file, err = r.SnapshotFile(maxSnapshot)
+		}
+		if err == nil {
+			err = w.install(file)
 		}
 		if err == nil {
 			seq, _ := w.store.Load().Applied()
 			w.met.snapshots.Inc()
-			w.log.Info("snapshot loaded", "seq", seq, "bytes", len(r.Snapshot), "took", time.Since(start).Round(time.Millisecond))
+			w.log.Info("snapshot loaded", "seq", seq, "bytes", len(file), "received_bytes", len(r.Snapshot), "took", time.Since(start).Round(time.Millisecond))
 			break
 		}
 		if ctx.Err() != nil {

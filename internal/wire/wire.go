@@ -6,10 +6,13 @@
 package wire
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -144,6 +147,10 @@ type RepairRequest struct {
 	Limit     int    `json:"limit,omitempty"`
 	Snapshot  bool   `json:"snapshot,omitempty"`
 	Worker    string `json:"worker,omitempty"`
+	// Gzip: the asker takes a gzip-compressed snapshot (RepairReply's
+	// SnapshotGzip). A master that does not know the field sends the file
+	// as it is, which the asker still takes.
+	Gzip bool `json:"gzip,omitempty"`
 }
 
 // RepairReply answers a RepairRequest. When the master no longer holds the
@@ -159,7 +166,57 @@ type RepairReply struct {
 	// holding everything up to and including SnapshotSeq.
 	Snapshot    []byte `json:"snapshot,omitempty"`
 	SnapshotSeq uint64 `json:"snapshot_seq,omitempty"`
-	Error       string `json:"error,omitempty"`
+	// SnapshotGzip: Snapshot is the file compressed with gzip (asked for
+	// with RepairRequest.Gzip). A database holding the replicated log and
+	// the idempotency table is mostly JSON text: gzip's fastest level
+	// makes it 5-6 times smaller in a few milliseconds per MB, and every MB
+	// not sent saves RabbitMQ ~70 ms and the JSON base64 coding.
+	SnapshotGzip bool   `json:"snapshot_gzip,omitempty"`
+	Error        string `json:"error,omitempty"`
+}
+
+// GzipSnapshot compresses a snapshot file for a RepairReply
+// (SnapshotGzip).
+func GzipSnapshot(file []byte) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(len(file) / 4)
+	zw, err := gzip.NewWriterLevel(&b, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(file); err != nil {
+		return nil, fmt.Errorf("compressing the snapshot: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compressing the snapshot: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// ErrSnapshotTooLarge: a compressed snapshot expands beyond the limit its
+// receiver set.
+var ErrSnapshotTooLarge = errors.New("snapshot larger than the limit")
+
+// SnapshotFile returns the database file r carries, decompressed when it
+// came compressed, refusing one larger than limit bytes.
+func (r *RepairReply) SnapshotFile(limit int64) ([]byte, error) {
+	if !r.SnapshotGzip {
+		return r.Snapshot, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(r.Snapshot))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	var b bytes.Buffer
+	b.Grow(4 * len(r.Snapshot))
+	n, err := b.ReadFrom(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: decompressing: %w", err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("snapshot: %w (%d bytes)", ErrSnapshotTooLarge, limit)
+	}
+	return b.Bytes(), nil
 }
 
 // Value is one SQL value: nil, int64, float64, string or []byte. Its JSON

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -95,4 +96,56 @@ func TestRequestIDOptional(t *testing.T) {
 		r.Reads[0].RID != "t-1" || r.Reads[1].RID != "" {
 		t.Fatalf("read batch: %+v, %v", r, err)
 	}
+}
+
+// A snapshot asked for compressed comes back as the same file; one that
+// expands past the receiver's limit is refused; one sent as it is (by a
+// master that does not compress) is taken as it is.
+func TestSnapshotGzip(t *testing.T) {
+	file := bytes.Repeat([]byte(`{"seq":1,"kind":"write","stmts":[{"sql":"INSERT INTO users VALUES (?, ?)"}]}`), 4096)
+	z, err := GzipSnapshot(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(z) >= len(file)/4 {
+		t.Fatalf("compressed %d bytes into %d: want a JSON-like file at least 4 times smaller", len(file), len(z))
+	}
+	for _, c := range []struct {
+		name  string
+		reply RepairReply
+		limit int64
+		want  []byte
+		err   error
+	}{
+		{"compressed", RepairReply{Snapshot: z, SnapshotGzip: true}, int64(len(file)), file, nil},
+		{"as it is", RepairReply{Snapshot: file}, 1, file, nil},
+		{"over the limit", RepairReply{Snapshot: z, SnapshotGzip: true}, int64(len(file) - 1), nil, ErrSnapshotTooLarge},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// The reply crosses the wire as JSON.
+			var r RepairReply
+			if err := json.Unmarshal(mustMarshal(t, c.reply), &r); err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.SnapshotFile(c.limit)
+			if !errors.Is(err, c.err) {
+				t.Fatalf("err = %v, want %v", err, c.err)
+			}
+			if c.err == nil && !bytes.Equal(got, c.want) {
+				t.Fatalf("got %d bytes, want the %d of the file", len(got), len(c.want))
+			}
+		})
+	}
+	if _, err := (&RepairReply{Snapshot: []byte("not gzip"), SnapshotGzip: true}).SnapshotFile(1 << 20); err == nil {
+		t.Fatal("a corrupt compressed snapshot was taken")
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
