@@ -47,7 +47,7 @@ func TestSwap_StatsPluginAddedWithoutRestart(t *testing.T) {
 }
 
 // processWithPlugins is a process runtime for o's stack whose workers
-// (logging at debug level) load their plugins from pluginDir, signed with
+// (logging at trace level: every request's line) load their plugins from pluginDir, signed with
 // swapKey, and keep their data and logs in workersDir.
 func processWithPlugins(t *testing.T, o *orchestrator.Options, pluginDir, workersDir string) orchestrator.Runtime {
 	t.Helper()
@@ -59,7 +59,7 @@ func processWithPlugins(t *testing.T, o *orchestrator.Options, pluginDir, worker
 		Env:           []string{"RIDESHARE_AMQP_URL=" + o.AMQPURL, "RIDESHARE_AMQP_URL_FILE=", swapKeyEnv(), pluginsig.EnvPublicKeyFile + "="},
 		Args: []string{"--zk-servers", strings.Join(o.ZKServers, ","),
 			"--zk-root", o.ZKRoot, "--queue-prefix", o.QueuePrefix, "--zk-timeout", "2s",
-			"--log-level", "debug", "--plugin-dir", pluginDir},
+			"--log-level", "trace", "--plugin-dir", pluginDir},
 	})
 	if err != nil {
 		t.Fatal(err)

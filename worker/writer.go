@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
 	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 	"github.com/rideshare-dbaas/rideshare/internal/wire"
 	"github.com/rideshare-dbaas/rideshare/worker/pluginapi"
@@ -616,22 +616,22 @@ func (w *Worker) settle(ctx context.Context, in *inbound, replies Replier) error
 	return nil
 }
 
-// logOutcome logs one answered read or write (what) at debug level, with
+// logOutcome logs one answered read or write (what) at trace level, with
 // its request id: "write applied" (committed, confirmed on the sync
 // stream and answered), "read served", or "... refused" / "... failed"
 // with the status and the error.
 func (w *Worker) logOutcome(what, rid, op string, r *wire.Reply) {
-	if !w.log.Enabled(context.Background(), slog.LevelDebug) {
+	if !w.log.Enabled(context.Background(), cmdutil.LevelTrace) {
 		return
 	}
 	switch {
 	case r.Status == 200 && what == "write":
-		w.log.Debug("write applied", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
+		w.log.Log(context.Background(), cmdutil.LevelTrace, "write applied", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
 	case r.Status == 200:
-		w.log.Debug("read served", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
+		w.log.Log(context.Background(), cmdutil.LevelTrace, "read served", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq)
 	case r.Status < 500:
-		w.log.Debug(what+" refused", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq, "status", r.Status, "code", r.Code, "error", r.Error)
+		w.log.Log(context.Background(), cmdutil.LevelTrace, what+" refused", pluginapi.LogRequestID, rid, "op", op, "seq", r.Seq, "status", r.Status, "code", r.Code, "error", r.Error)
 	default:
-		w.log.Debug(what+" failed", pluginapi.LogRequestID, rid, "op", op, "status", r.Status, "error", r.Error)
+		w.log.Log(context.Background(), cmdutil.LevelTrace, what+" failed", pluginapi.LogRequestID, rid, "op", op, "status", r.Status, "error", r.Error)
 	}
 }

@@ -18,8 +18,14 @@ import (
 	"github.com/rideshare-dbaas/rideshare/internal/reqid"
 )
 
-// Logger returns a JSON slog logger on stderr at level ("debug", "info",
-// "warn", "error"), with the component's name on every line.
+// LevelTrace is below debug: a line per request served (the worker's
+// "write applied", "read served"). Debug keeps the lines per batch and per
+// event without paying for one per request (make bench runs its workers
+// at debug); trace adds them, to follow requests by their ids.
+const LevelTrace = slog.LevelDebug - 4
+
+// Logger returns a JSON slog logger on stderr at level ("trace", "debug",
+// "info", "warn", "error"), with the component's name on every line.
 func Logger(component, level string) (*slog.Logger, error) {
 	return LoggerTo(os.Stderr, component, level)
 }
@@ -27,12 +33,24 @@ func Logger(component, level string) (*slog.Logger, error) {
 // LoggerTo is Logger writing to w. A line logged with a context carrying a
 // request id has it as request_id (package reqid).
 func LoggerTo(w io.Writer, component, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
+	l := LevelTrace
+	if !strings.EqualFold(level, "trace") {
+		if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+			return nil, fmt.Errorf("log level %q: %w", level, err)
+		}
 	}
-	h := reqid.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	h := reqid.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: traceName}))
 	return slog.New(h).With("component", component), nil
+}
+
+// traceName prints LevelTrace as "TRACE" rather than slog's "DEBUG-4".
+func traceName(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.LevelKey && len(groups) == 0 {
+		if l, ok := a.Value.Any().(slog.Level); ok && l == LevelTrace {
+			a.Value = slog.StringValue("TRACE")
+		}
+	}
+	return a
 }
 
 // SignalContext is cancelled on SIGINT or SIGTERM.

@@ -1,6 +1,7 @@
 package cmdutil
 
 import (
+	"context"
 	"flag"
 	"io"
 	"strings"
@@ -46,5 +47,32 @@ func TestParseFlags(t *testing.T) {
 				t.Fatalf("usage %q does not name the variable", u)
 			}
 		})
+	}
+}
+
+// The worker's trace level sits below debug, prints as TRACE, and a debug
+// logger leaves its lines out.
+func TestLoggerTraceLevel(t *testing.T) {
+	for _, c := range []struct {
+		level string
+		want  bool
+	}{
+		{"trace", true}, {"TRACE", true}, {"debug", false}, {"info", false},
+	} {
+		t.Run(c.level, func(t *testing.T) {
+			var b strings.Builder
+			l, err := LoggerTo(&b, "worker", c.level)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Log(context.Background(), LevelTrace, "read served")
+			got := strings.Contains(b.String(), `"level":"TRACE"`) && strings.Contains(b.String(), "read served")
+			if got != c.want || (!c.want && b.Len() > 0) {
+				t.Fatalf("level %s: logged %q, want a TRACE line: %v", c.level, b.String(), c.want)
+			}
+		})
+	}
+	if _, err := LoggerTo(io.Discard, "worker", "loud"); err == nil {
+		t.Fatal("an unknown level was taken")
 	}
 }

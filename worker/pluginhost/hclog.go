@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"bytes"
 	"context"
+	"github.com/rideshare-dbaas/rideshare/internal/cmdutil"
 	"io"
 	"log"
 	"log/slog"
@@ -26,8 +27,9 @@ var _ hclog.Logger = (*slogLogger)(nil)
 
 func newSlogLogger(l *slog.Logger) *slogLogger { return &slogLogger{l: l} }
 
-// levelTrace is below slog.LevelDebug, like hclog's Trace below Debug.
-const levelTrace = slog.LevelDebug - 4
+// levelTrace is below slog.LevelDebug, like hclog's Trace below Debug:
+// the workers' trace level (cmdutil.LevelTrace).
+const levelTrace = cmdutil.LevelTrace
 
 func toSlog(l hclog.Level) slog.Level {
 	switch l {

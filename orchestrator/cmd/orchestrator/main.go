@@ -57,7 +57,7 @@ func main() {
 	flag.StringVar(&docker.Image, "worker-image", images.Ref("worker", images.DefaultTag), "worker image (docker runtime)")
 	flag.StringVar(&docker.Stack, "stack", "", "name of this DBaaS's containers, label rideshare.stack (docker runtime; default from --zk-root)")
 	flag.StringVar(&docker.PluginDir, "worker-plugin-dir", "", "host folder mounted over the worker image's /plugins, to ship plugins into running workers (docker runtime; default: the image's own)")
-	flag.StringVar(&workerLogs, "worker-log-level", "info", "workers' log level")
+	flag.StringVar(&workerLogs, "worker-log-level", "info", "workers' log level (trace adds a line per request served)")
 	flag.DurationVar(&opts.WriteTimeout, "write-timeout", 10*time.Second, "how long db/write waits for the master")
 	flag.DurationVar(&opts.ReadTimeout, "read-timeout", 10*time.Second, "how long db/read waits for a slave")
 	flag.DurationVar(&opts.Scale.Window, "scale-window", 2*time.Minute, "autoscaling window")

@@ -99,7 +99,7 @@ func main() {
 	flag.DurationVar(&opts.WriteOpTimeout, "write-op-timeout", time.Second, "deadline of one write handler call (it holds the write transaction)")
 	flag.DurationVar(&opts.BatchBudget, "batch-budget", 2*time.Second, "how long the handlers of one group commit may run before the rest waits for the next one")
 	flag.IntVar(&opts.BatchMax, "batch-max", 128, "most writes in one group commit")
-	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&logLevel, "log-level", "info", "trace (adds a line per request served), debug, info, warn or error")
 	flag.StringVar(&plugins.Dir, "plugin-dir", defaultPluginDir(), "directory of the handler plugins")
 	flag.StringVar(&pprof, "pprof", "", "serve Go profiles (/debug/pprof/) on this loopback address (port 0 picks one; off when empty)")
 	flag.StringVar(&plugins.Manifest, "plugin-manifest", "", "plugin manifest (default <plugin-dir>/"+pluginhost.ManifestName+"), signed in <manifest>.sig")
