@@ -147,8 +147,7 @@ type observer struct {
 	m      *orchMetrics
 
 	// last is the latest view, for the lag collector.
-	last   atomic.Pointer[[]WorkerView]
-	lastAt atomic.Int64 // when last was stored, Unix nanoseconds
+	last atomic.Pointer[viewAt] // the latest view and when it came
 
 	mu    sync.Mutex
 	known map[string]int // workers seen alive at the last reconcile: id -> pid
@@ -255,8 +254,7 @@ func (ob *observer) view(view []WorkerView) {
 	if ob == nil {
 		return
 	}
-	ob.last.Store(&view)
-	ob.lastAt.Store(time.Now().UnixNano())
+	ob.last.Store(&viewAt{view: view, at: time.Now()})
 	ob.m.workers.Reset()
 	for _, v := range view {
 		ob.m.workers.WithLabelValues(v.Role, v.State).Inc()
@@ -293,29 +291,33 @@ var descLag = prometheus.NewDesc(metrics.Namespace+"_dbaas_replication_lag",
 func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descLag }
 
 func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
-	view := c.ob.last.Load()
-	if view == nil {
+	last := c.ob.last.Load()
+	if last == nil || time.Since(last.at) > lagFresh {
+		// None yet, or the cluster loop has not published for a while
+		// (ZooKeeper is lost): old numbers would look current.
 		return
 	}
-	if time.Since(time.Unix(0, c.ob.lastAt.Load())) > lagFresh {
-		// The cluster loop has not published for a while (ZooKeeper is
-		// lost): old numbers would look current.
-		return
-	}
+	view := last.view
 	master := false
-	for _, v := range *view {
+	for _, v := range view {
 		master = master || (v.Role == wire.RoleMaster && v.State == wire.StateReady)
 	}
 	if !master {
 		return // no position to be behind of (a failover is under way)
 	}
-	for _, v := range *view {
+	for _, v := range view {
 		// Only slaves with a record: a worker still starting has none,
 		// and its applied 0 would read as the whole log.
 		if v.Role == wire.RoleSlave && (v.State == wire.StateReady || v.State == wire.StateCatchingUp || v.State == wire.StateSyncing) {
 			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(v.Lag), v.ID)
 		}
 	}
+}
+
+// viewAt is a view of the workers and when the cluster loop published it.
+type viewAt struct {
+	view []WorkerView
+	at   time.Time
 }
 
 // lagFresh is how old the last view may be for the lag gauge to report it:

@@ -93,33 +93,7 @@ func (p *pluginHandle) Execute(ctx context.Context, op string, params json.RawMe
 		observe(p.execM, op, start, callRefused)
 		return nil, err
 	}
-	outcome := callFailed
-	ce := &CallError{Plugin: p.entry.Name, Op: op, PID: inst.pid, Err: err}
-	var remote *pluginapi.RemoteError
-	switch {
-	case errors.As(err, &remote):
-		ce.Reason = "handler failed"
-	case errors.Is(err, pluginapi.ErrInvalidResult):
-		ce.Reason = "garbage result"
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || pastDeadline(ctx):
-		// (gRPC's own timer can fire a moment before ctx's: ask the clock.)
-		ce.Reason = "no answer within the deadline; process replaced"
-		outcome = callTimeout
-		p.retire(inst, "overran", "overran a call's deadline")
-	case errors.Is(ctx.Err(), context.Canceled):
-		ce.Reason = "call cancelled"
-	default:
-		// A transport failure: the process died (a panic, a kill) or broke
-		// the protocol. Either way it is not trusted with another call.
-		reason := "broken"
-		if waitExited(inst, 500*time.Millisecond) {
-			ce.Reason = "plugin process died during the call; restarting it on the next call"
-			reason = "died"
-		} else {
-			ce.Reason = "plugin connection failed; process replaced"
-		}
-		p.retire(inst, reason, "failed a call: "+err.Error())
-	}
+	ce, outcome := p.callFailure(ctx, inst, op, err, executeFailures)
 	observe(p.execM, op, start, outcome)
 	p.h.log.Warn("plugin call failed", "plugin", p.entry.Name, "op", op, "pid", inst.pid, "reason", ce.Reason, "err", err)
 	return nil, ce
@@ -159,28 +133,62 @@ func (p *pluginHandle) Plan(ctx context.Context, calls []pluginapi.Call) []plugi
 			observe(p.planM, calls[i].Op, start, outcome)
 			continue
 		}
-		outcome := callFailed
-		ce := &CallError{Plugin: p.entry.Name, Op: calls[i].Op, PID: inst.pid, Err: r.Err}
-		var remote *pluginapi.RemoteError
-		switch {
-		case errors.As(r.Err, &remote):
-			ce.Reason = "handler failed to plan"
-		case errors.Is(r.Err, pluginapi.ErrInvalidResult):
-			ce.Reason = "garbage plan"
-		case errors.Is(ctx.Err(), context.DeadlineExceeded) || pastDeadline(ctx):
-			ce.Reason = "no plan within the deadline; process replaced"
-			outcome = callTimeout
-			p.retire(inst, "overran", "overran a plan's deadline")
-		case errors.Is(ctx.Err(), context.Canceled):
-			ce.Reason = "call cancelled"
-		default:
-			ce.Reason = "plugin connection failed; process replaced"
-			p.retire(inst, "broken", "failed a plan call: "+r.Err.Error())
-		}
+		ce, outcome := p.callFailure(ctx, inst, calls[i].Op, r.Err, planFailures)
 		observe(p.planM, calls[i].Op, start, outcome)
 		res[i].Err = ce
 	}
 	return res
+}
+
+// failureWords are how Execute and Plan name their failures.
+type failureWords struct {
+	handler, garbage, overran string // CallError.Reason
+	overranWhy, brokenWhy     string // why the process is retired
+	waitExit                  bool   // tell a process that died from a broken connection
+}
+
+var (
+	executeFailures = failureWords{handler: "handler failed", garbage: "garbage result",
+		overran: "no answer within the deadline; process replaced", overranWhy: "overran a call's deadline",
+		brokenWhy: "failed a call: ", waitExit: true}
+	// A plan request serves a batch: its calls fail together, and waiting
+	// for the process's exit once per call would hold the batch.
+	planFailures = failureWords{handler: "handler failed to plan", garbage: "garbage plan",
+		overran: "no plan within the deadline; process replaced", overranWhy: "overran a plan's deadline",
+		brokenWhy: "failed a plan call: "}
+)
+
+// callFailure names how a call to inst failed (err is neither nil nor a
+// refusal) and retires the process when it is not to be trusted with
+// another call; it returns the error to answer and the outcome to count.
+func (p *pluginHandle) callFailure(ctx context.Context, inst *instance, op string, err error, w failureWords) (*CallError, int) {
+	outcome := callFailed
+	ce := &CallError{Plugin: p.entry.Name, Op: op, PID: inst.pid, Err: err}
+	var remote *pluginapi.RemoteError
+	switch {
+	case errors.As(err, &remote):
+		ce.Reason = w.handler
+	case errors.Is(err, pluginapi.ErrInvalidResult):
+		ce.Reason = w.garbage
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || pastDeadline(ctx):
+		// (gRPC's own timer can fire a moment before ctx's: ask the clock.)
+		ce.Reason = w.overran
+		outcome = callTimeout
+		p.retire(inst, "overran", w.overranWhy)
+	case errors.Is(ctx.Err(), context.Canceled):
+		ce.Reason = "call cancelled"
+	default:
+		// A transport failure: the process died (a panic, a kill) or broke
+		// the protocol. Either way it is not trusted with another call.
+		reason := "broken"
+		ce.Reason = "plugin connection failed; process replaced"
+		if w.waitExit && waitExited(inst, 500*time.Millisecond) {
+			ce.Reason = "plugin process died during the call; restarting it on the next call"
+			reason = "died"
+		}
+		p.retire(inst, reason, w.brokenWhy+err.Error())
+	}
+	return ce, outcome
 }
 
 // pastDeadline reports whether ctx has a deadline that has passed (or is
